@@ -1,0 +1,944 @@
+package inputs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
+)
+
+// Field names of the kafka_franz input; they follow Redpanda Connect's
+// kafka_franz / redpanda inputs so a pipeline moves between them unedited.
+const (
+	kfiFieldTopics              = "topics"
+	kfiFieldRegexpTopicsInclude = "regexp_topics_include"
+	kfiFieldRegexpTopicsExclude = "regexp_topics_exclude"
+	kfiFieldConsumerGroup       = "consumer_group"
+	kfiFieldRackID              = "rack_id"
+	kfiFieldInstanceID          = "instance_id"
+	kfiFieldStartOffset         = "start_offset"
+	kfiFieldFetchMaxBytes       = "fetch_max_bytes"
+	kfiFieldFetchMaxPartBytes   = "fetch_max_partition_bytes"
+	kfiFieldFetchMaxWait        = "fetch_max_wait"
+	kfiFieldSessionTimeout      = "session_timeout"
+	kfiFieldRebalanceTimeout    = "rebalance_timeout"
+	kfiFieldHeartbeatInterval   = "heartbeat_interval"
+	kfiFieldCheckpointLimit     = "checkpoint_limit"
+	kfiFieldCommitPeriod        = "commit_period"
+	kfiFieldMetadataMaxAge      = "metadata_max_age"
+	kfiFieldBatching            = "batching"
+)
+
+// Values of start_offset.
+const (
+	kfiStartEarliest  = "earliest"
+	kfiStartLatest    = "latest"
+	kfiStartCommitted = "committed"
+)
+
+// Metadata keys set on every consumed message.
+const (
+	kfiMetaKey           = "kafka_key"
+	kfiMetaTopic         = "kafka_topic"
+	kfiMetaPartition     = "kafka_partition"
+	kfiMetaOffset        = "kafka_offset"
+	kfiMetaTimestampUnix = "kafka_timestamp_unix"
+	kfiMetaTimestampMs   = "kafka_timestamp_ms"
+)
+
+// kfiMetricLag is the gauge of records behind the high watermark, per
+// partition this consumer owns.
+const kfiMetricLag = "kafka_consumer_lag"
+
+// How often the input checks that a broker is reachable while no records
+// arrive, and how long it waits for an answer.
+const (
+	kfiHealthInterval = time.Second
+	kfiPingTimeout    = 3 * time.Second
+)
+
+func kafkaFranzInputSpec() *service.ConfigSpec {
+	spec := service.NewConfigSpec().
+		Stable().
+		Categories("Services").
+		Summary("Consumes records from Kafka topics as a member of a consumer group, committing an offset only once every record up to it has been delivered.").
+		Description(`
+Built on the franz-go client. The partitions of the subscribed topics are shared among the
+members of ` + "`consumer_group`" + `; each partition is consumed by one member, in offset order,
+and partitions are consumed in parallel.
+
+### Delivery guarantee
+
+At-least-once. Records are handed on in batches, one per partition fetch (or cut by the
+` + "`batching`" + ` policy, which is applied per partition). An offset is committed only when
+the batch ending at it **and every earlier batch of the same partition** has been acknowledged
+by the output: a later batch acknowledged first does not move the commit past an earlier one
+still in flight. Commits are sent every ` + "`commit_period`" + `, when partitions are revoked
+in a rebalance and on shutdown. After a crash, a rebalance or a restart, consumption resumes at
+the last commit, so records that were in flight are delivered again; nothing is skipped.
+
+A batch rejected downstream (nacked) is retried until it is delivered when
+` + "`auto_replay_nacks`" + ` is true (the default); with it false a rejected batch counts as done
+and its offsets are committed.
+
+### Back pressure and connectivity
+
+At most ` + "`checkpoint_limit`" + ` records per partition are held between fetch and commit
+(plus at most one fetch); beyond that fetching of the partition pauses until acknowledgements
+come back, so memory stays bounded when the output is slow. When no broker can be reached the
+input reports itself disconnected (the ` + "`/ready`" + ` endpoint answers 503) and reconnects by
+itself, resuming where it was.
+
+### Metadata
+
+Each message carries ` + "`" + kfiMetaKey + "`, `" + kfiMetaTopic + "`, `" + kfiMetaPartition + "`, `" + kfiMetaOffset + "`, `" + kfiMetaTimestampUnix + "`" + ` (seconds) and
+` + "`" + kfiMetaTimestampMs + "`" + ` (milliseconds) of the record, plus every record header as a metadata key of
+the same name.
+
+### Metrics
+
+` + "`" + kfiMetricLag + "`" + ` (gauge, labels ` + "`topic`, `partition`" + `): records between the last
+record fetched and the partition's high watermark, for the partitions this member owns.
+`).
+		Fields(kafkaclient.SeedBrokersField()).
+		Fields(
+			service.NewStringListField(kfiFieldTopics).
+				Description("Topics to consume. An entry may hold several topics separated by commas.").
+				Default([]string{}).
+				Example([]string{"iot_validated_data"}).
+				Example([]string{"${KAFKA_VALIDATED_DATA_TOPIC:iot_validated_data}"}),
+			service.NewStringListField(kfiFieldRegexpTopicsInclude).
+				Description("Regular expressions; every topic matching one is consumed, in addition to `topics`. New matching topics are picked up at the next metadata refresh (`metadata_max_age`).").
+				Default([]string{}).
+				Example([]string{"^iot_.*_data$"}).
+				Advanced(),
+			service.NewStringListField(kfiFieldRegexpTopicsExclude).
+				Description("Regular expressions; a topic matching one is never consumed, even if `topics` or `regexp_topics_include` selects it.").
+				Default([]string{}).
+				Example([]string{"^iot_.*_test$"}).
+				Advanced(),
+			service.NewStringField(kfiFieldConsumerGroup).
+				Description("Consumer group this input joins; its committed offsets are where consumption resumes.").
+				Example("ingestor_group").
+				Example("${KAFKA_CONSUMER_GROUP_ID:ingestor_group}"),
+		).
+		Fields(kafkaclient.ClientIDField("ingestor")).
+		Fields(
+			service.NewStringField(kfiFieldRackID).
+				Description("Rack of this consumer, so that brokers supporting follower fetching (KIP-392) serve it from a replica in the same rack. Empty: no preference.").
+				Default("").
+				Example("eu-west-1a").
+				Advanced(),
+			service.NewStringField(kfiFieldInstanceID).
+				Description("Static group membership id (KIP-345): a restarted member with the same id takes its partitions back without a rebalance, if it returns within `session_timeout`. Must be unique within the group. Empty: dynamic membership.").
+				Default("").
+				Example("ingestor-0").
+				Advanced(),
+			service.NewStringAnnotatedEnumField(kfiFieldStartOffset, map[string]string{
+				kfiStartEarliest:  "Partitions without a committed offset start at their oldest record.",
+				kfiStartLatest:    "Partitions without a committed offset start at the next record produced.",
+				kfiStartCommitted: "Only partitions with a committed offset are consumed; a partition without one is reported as an error and not consumed.",
+			}).
+				Description("Where to start in a partition that has no committed offset for the group.").
+				Default(kfiStartEarliest).
+				Example(kfiStartLatest),
+			service.NewStringField(kfiFieldFetchMaxBytes).
+				Description("Maximum bytes a fetch response may hold (all partitions together). A single record larger than this is still fetched.").
+				Default("50MiB").
+				Example("10MiB").
+				Advanced(),
+			service.NewStringField(kfiFieldFetchMaxPartBytes).
+				Description("Maximum bytes a fetch response may hold for one partition.").
+				Default("1MiB").
+				Example("4MiB").
+				Advanced(),
+			service.NewDurationField(kfiFieldFetchMaxWait).
+				Description("How long a broker may hold a fetch while waiting for new records; this is the consumer's poll timeout.").
+				Default("5s").
+				Example("1s").
+				Advanced(),
+			service.NewDurationField(kfiFieldSessionTimeout).
+				Description("How long the group coordinator waits for a heartbeat before evicting this member and reassigning its partitions.").
+				Default("1m").
+				Example("45s").
+				Advanced(),
+			service.NewDurationField(kfiFieldRebalanceTimeout).
+				Description("How long members have to finish a rebalance (commit and release revoked partitions) before they are evicted. A revoke waits at most a third of this for in-flight batches to be acknowledged before committing.").
+				Default("45s").
+				Example("1m").
+				Advanced(),
+			service.NewDurationField(kfiFieldHeartbeatInterval).
+				Description("How often this member heartbeats to the group coordinator; keep it well below `session_timeout`.").
+				Default("3s").
+				Example("1s").
+				Advanced(),
+			service.NewIntField(kfiFieldCheckpointLimit).
+				Description("Maximum records per partition held between fetch and commit. When reached, fetching of the partition pauses until acknowledgements free room: this bounds memory and is the input's back pressure.").
+				Default(1024).
+				Example(10000).
+				Advanced(),
+			service.NewDurationField(kfiFieldCommitPeriod).
+				Description("How often acknowledged offsets are committed. Offsets are also committed when partitions are revoked and at shutdown.").
+				Default("5s").
+				Example("1s").
+				Advanced(),
+			service.NewDurationField(kfiFieldMetadataMaxAge).
+				Description("Maximum age of the cluster metadata before it is refreshed (new partitions, new topics matching the regular expressions).").
+				Default("5m").
+				Example("30s").
+				Advanced(),
+		).
+		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
+		Fields(
+			service.NewBatchPolicyField(kfiFieldBatching).
+				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. Without it, each partition fetch is one batch."),
+			service.NewAutoRetryNacksToggleField(),
+		).
+		LintRule(`root = if this.topics.or([]).length() == 0 && this.regexp_topics_include.or([]).length() == 0 { "at least one of topics or regexp_topics_include must be set" }`).
+		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
+input:
+  kafka_franz:
+    seed_brokers: [ "${KAFKA_BOOTSTRAP_SERVERS:kafka:9092}" ]
+    topics: [ "${KAFKA_VALIDATED_DATA_TOPIC:iot_validated_data}" ]
+    consumer_group: "${KAFKA_CONSUMER_GROUP_ID:ingestor_group}"
+    start_offset: earliest
+    fetch_max_wait: 1s
+    checkpoint_limit: 1024
+    commit_period: 5s
+    batching:
+      count: 100
+      period: 5s
+`)
+	return spec
+}
+
+func init() {
+	service.MustRegisterBatchInput("kafka_franz", kafkaFranzInputSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchInput, error) {
+			in, err := newFranzInput(conf, mgr)
+			if err != nil {
+				return nil, err
+			}
+			return service.AutoRetryNacksBatchedToggled(conf, in)
+		})
+}
+
+// franzInput is a consumer-group member. A poll loop hands each partition's
+// records to that partition's partitionConsumer, which cuts batches and
+// sends them to ReadBatch; acknowledgements flow back into the partition's
+// checkpointer, and a committer commits what the checkpointers allow.
+type franzInput struct {
+	conn         *kafkaclient.Connection
+	clientOpts   []kgo.Opt
+	group        string
+	batchPolicy  service.BatchPolicy
+	limit        int
+	commitPeriod time.Duration
+	drainWait    time.Duration
+	replayNacks  bool
+
+	res  *service.Resources
+	log  *service.Logger
+	lag  *service.MetricGauge
+	ctx  context.Context // lives until Close
+	stop context.CancelFunc
+
+	batches     chan readyBatch
+	unreachable chan struct{} // signalled when the health check fails
+
+	connMu sync.Mutex
+	client *kgo.Client
+
+	mu    sync.Mutex
+	parts map[topicPartition]*partitionConsumer
+
+	commitMu     sync.Mutex
+	reachable    atomic.Bool
+	lastProgress atomic.Int64 // unix nanos of the last fetch with records
+
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+type readyBatch struct {
+	batch service.MessageBatch
+	ack   service.AckFunc
+}
+
+func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzInput, error) {
+	conn, err := kafkaclient.ParseConnection(conf)
+	if err != nil {
+		return nil, err
+	}
+	in := &franzInput{
+		conn:        conn,
+		res:         res,
+		log:         res.Logger(),
+		lag:         res.Metrics().NewGauge(kfiMetricLag, "topic", "partition"),
+		batches:     make(chan readyBatch),
+		unreachable: make(chan struct{}, 1),
+		parts:       map[topicPartition]*partitionConsumer{},
+	}
+	in.ctx, in.stop = context.WithCancel(context.Background())
+
+	topicsRaw, err := conf.FieldStringList(kfiFieldTopics)
+	if err != nil {
+		return nil, err
+	}
+	topics := kafkaclient.SplitList(topicsRaw)
+	include, err := conf.FieldStringList(kfiFieldRegexpTopicsInclude)
+	if err != nil {
+		return nil, err
+	}
+	exclude, err := conf.FieldStringList(kfiFieldRegexpTopicsExclude)
+	if err != nil {
+		return nil, err
+	}
+	for _, lst := range [][]string{include, exclude} {
+		for _, re := range lst {
+			if _, err := regexp.Compile(re); err != nil {
+				return nil, fmt.Errorf("topic regular expression %q does not compile: %w", re, err)
+			}
+		}
+	}
+	if len(topics) == 0 && len(include) == 0 {
+		return nil, fmt.Errorf("field %s or %s: at least one topic is required", kfiFieldTopics, kfiFieldRegexpTopicsInclude)
+	}
+	if in.group, err = conf.FieldString(kfiFieldConsumerGroup); err != nil {
+		return nil, err
+	}
+	if in.group == "" {
+		return nil, fmt.Errorf("field %s: a consumer group is required", kfiFieldConsumerGroup)
+	}
+
+	opts := append(conn.Opts(),
+		kgo.WithLogger(kafkaclient.Logger(in.log)),
+		kgo.ConsumerGroup(in.group),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until a poll's records are handed to their
+		// partitions, so a revoke never races a record being queued.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, tps map[string][]int32) {
+			in.dropPartitions(ctx, tps, true)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, tps map[string][]int32) {
+			in.dropPartitions(ctx, tps, false)
+		}),
+	)
+	if len(include) > 0 || len(exclude) > 0 {
+		// In regex mode every subscription is a regular expression, so
+		// plain topic names are anchored and quoted.
+		subs := append([]string{}, include...)
+		for _, t := range topics {
+			subs = append(subs, "^"+regexp.QuoteMeta(t)+"$")
+		}
+		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(subs...))
+		if len(exclude) > 0 {
+			opts = append(opts, kgo.ConsumeExcludeTopics(exclude...))
+		}
+	} else {
+		opts = append(opts, kgo.ConsumeTopics(topics...))
+	}
+
+	if s, _ := conf.FieldString(kfiFieldRackID); s != "" {
+		opts = append(opts, kgo.Rack(s))
+	}
+	if s, _ := conf.FieldString(kfiFieldInstanceID); s != "" {
+		opts = append(opts, kgo.InstanceID(s))
+	}
+
+	start, err := conf.FieldString(kfiFieldStartOffset)
+	if err != nil {
+		return nil, err
+	}
+	switch start {
+	case kfiStartEarliest:
+		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	case kfiStartLatest:
+		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()))
+	case kfiStartCommitted:
+		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtCommitted()))
+	default:
+		return nil, fmt.Errorf("field %s: %q is not one of earliest, latest, committed", kfiFieldStartOffset, start)
+	}
+
+	for _, f := range []struct {
+		name string
+		opt  func(int32) kgo.Opt
+	}{
+		{kfiFieldFetchMaxBytes, func(n int32) kgo.Opt { return kgo.FetchMaxBytes(n) }},
+		{kfiFieldFetchMaxPartBytes, func(n int32) kgo.Opt { return kgo.FetchMaxPartitionBytes(n) }},
+	} {
+		s, err := conf.FieldString(f.name)
+		if err != nil {
+			return nil, err
+		}
+		n, err := humanize.ParseBytes(s)
+		if err != nil || n == 0 || n > 1<<31-1 {
+			return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 2GiB (e.g. 50MiB)", f.name, s)
+		}
+		opts = append(opts, f.opt(int32(n)))
+	}
+
+	durations := map[string]*time.Duration{}
+	var fetchWait, session, rebalance, heartbeat, metaAge time.Duration
+	durations[kfiFieldFetchMaxWait] = &fetchWait
+	durations[kfiFieldSessionTimeout] = &session
+	durations[kfiFieldRebalanceTimeout] = &rebalance
+	durations[kfiFieldHeartbeatInterval] = &heartbeat
+	durations[kfiFieldCommitPeriod] = &in.commitPeriod
+	durations[kfiFieldMetadataMaxAge] = &metaAge
+	for name, dst := range durations {
+		if *dst, err = conf.FieldDuration(name); err != nil {
+			return nil, err
+		}
+		if *dst <= 0 {
+			return nil, fmt.Errorf("field %s: must be a positive duration, got %v", name, *dst)
+		}
+	}
+	if heartbeat >= session {
+		return nil, fmt.Errorf("field %s (%v) must be shorter than %s (%v)", kfiFieldHeartbeatInterval, heartbeat, kfiFieldSessionTimeout, session)
+	}
+	in.drainWait = rebalance / 3
+	opts = append(opts,
+		kgo.FetchMaxWait(fetchWait),
+		kgo.SessionTimeout(session),
+		kgo.RebalanceTimeout(rebalance),
+		kgo.HeartbeatInterval(heartbeat),
+		kgo.MetadataMaxAge(metaAge),
+	)
+
+	if in.limit, err = conf.FieldInt(kfiFieldCheckpointLimit); err != nil {
+		return nil, err
+	}
+	if in.limit < 1 {
+		return nil, fmt.Errorf("field %s: must be at least 1, got %d", kfiFieldCheckpointLimit, in.limit)
+	}
+	if in.batchPolicy, err = conf.FieldBatchPolicy(kfiFieldBatching); err != nil {
+		return nil, err
+	}
+	if in.replayNacks, err = conf.FieldBool(service.AutoRetryNacksToggleFieldName); err != nil {
+		return nil, err
+	}
+	in.clientOpts = opts
+	in.reachable.Store(true)
+	return in, nil
+}
+
+// Connect creates the client once and from then on only checks that a
+// broker answers: the client, its group membership and its positions
+// survive an outage, so reconnecting never loses the input's place.
+func (in *franzInput) Connect(ctx context.Context) error {
+	in.connMu.Lock()
+	defer in.connMu.Unlock()
+	if in.ctx.Err() != nil {
+		return service.ErrEndOfInput
+	}
+	if in.client == nil {
+		cl, err := kgo.NewClient(in.clientOpts...)
+		if err != nil {
+			return fmt.Errorf("kafka_franz: creating the Kafka client: %w", err)
+		}
+		in.client = cl
+		in.lastProgress.Store(time.Now().UnixNano())
+		in.bg.Add(3)
+		go in.pollLoop(cl)
+		go in.commitLoop(cl)
+		go in.healthLoop(cl)
+	}
+	pctx, cancel := context.WithTimeout(ctx, kfiPingTimeout)
+	defer cancel()
+	if err := kafkaclient.PingError(pctx, in.client, in.conn.SeedBrokers); err != nil {
+		in.reachable.Store(false)
+		return err
+	}
+	in.reachable.Store(true)
+	return nil
+}
+
+// ReadBatch hands on the next batch from any partition. Ready batches are
+// returned even while the brokers are unreachable; only when there is none
+// does an outage surface as ErrNotConnected.
+func (in *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	select {
+	case b := <-in.batches:
+		return b.batch, b.ack, nil
+	default:
+	}
+	for {
+		if !in.reachable.Load() {
+			return nil, nil, service.ErrNotConnected
+		}
+		select {
+		case b := <-in.batches:
+			return b.batch, b.ack, nil
+		case <-in.unreachable:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-in.ctx.Done():
+			return nil, nil, service.ErrEndOfInput
+		}
+	}
+}
+
+// Close stops fetching, commits what has been acknowledged (the engine waits
+// for pending acknowledgements before closing an input) and leaves the group.
+func (in *franzInput) Close(ctx context.Context) error {
+	var err error
+	in.closeOnce.Do(func() {
+		in.stop()
+		in.connMu.Lock()
+		cl := in.client
+		in.connMu.Unlock()
+		if cl == nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			in.bg.Wait()
+			in.mu.Lock()
+			parts := make([]*partitionConsumer, 0, len(in.parts))
+			for _, p := range in.parts {
+				parts = append(parts, p)
+			}
+			in.mu.Unlock()
+			if cerr := in.commit(ctx, cl, parts); cerr != nil {
+				err = cerr
+			}
+			// Leaving the group revokes every partition, which runs
+			// dropPartitions and its final commit once more (a no-op
+			// when nothing moved since).
+			cl.CloseAllowingRebalance()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("kafka_franz: closing the consumer: %w", ctx.Err())
+		}
+	})
+	return err
+}
+
+// pollLoop fetches records and queues them on their partitions. Between a
+// poll and AllowRebalance no rebalance runs, so every record polled reaches
+// a partition that is still owned.
+func (in *franzInput) pollLoop(cl *kgo.Client) {
+	defer in.bg.Done()
+	for {
+		fetches := cl.PollFetches(in.ctx)
+		if in.ctx.Err() != nil || fetches.IsClientClosed() {
+			cl.AllowRebalance()
+			return
+		}
+		failed := false
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			failed = true
+			in.log.Warnf("kafka_franz: fetching topic %q partition %d failed: %v", topic, partition, err)
+		})
+		got := false
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 {
+				return
+			}
+			got = true
+			last := fp.Records[len(fp.Records)-1]
+			if lag := fp.HighWatermark - last.Offset - 1; fp.HighWatermark >= 0 && lag >= 0 {
+				in.lag.Set(lag, fp.Topic, strconv.Itoa(int(fp.Partition)))
+			}
+			in.partitionFor(cl, fp.Topic, fp.Partition).enqueue(fp.Records)
+		})
+		cl.AllowRebalance()
+		if got {
+			in.lastProgress.Store(time.Now().UnixNano())
+			in.reachable.Store(true)
+		}
+		if failed && !got {
+			// A persistent error (no committed offset with
+			// start_offset: committed, authorization) returns at once;
+			// pace the loop so it does not spin and flood the log.
+			select {
+			case <-time.After(time.Second):
+			case <-in.ctx.Done():
+			}
+		}
+	}
+}
+
+// commitLoop commits acknowledged offsets every commit_period.
+func (in *franzInput) commitLoop(cl *kgo.Client) {
+	defer in.bg.Done()
+	t := time.NewTicker(in.commitPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-in.ctx.Done():
+			return
+		case <-t.C:
+		}
+		in.mu.Lock()
+		parts := make([]*partitionConsumer, 0, len(in.parts))
+		for _, p := range in.parts {
+			parts = append(parts, p)
+		}
+		in.mu.Unlock()
+		if err := in.commit(in.ctx, cl, parts); err != nil && in.ctx.Err() == nil {
+			in.log.Warnf("kafka_franz: committing offsets of group %q failed, retrying in %v: %v", in.group, in.commitPeriod, err)
+		}
+	}
+}
+
+// healthLoop checks, while no records arrive, that some broker answers, so
+// an outage shows as disconnected rather than as an idle topic.
+func (in *franzInput) healthLoop(cl *kgo.Client) {
+	defer in.bg.Done()
+	t := time.NewTicker(kfiHealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-in.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, in.lastProgress.Load())) < 2*kfiHealthInterval {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(in.ctx, kfiPingTimeout)
+		err := cl.Ping(pctx)
+		cancel()
+		if in.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if in.reachable.Swap(false) {
+				in.log.Warnf("kafka_franz: no Kafka broker reachable at %v, input disconnected until one answers: %v", in.conn.SeedBrokers, err)
+				select {
+				case in.unreachable <- struct{}{}:
+				default:
+				}
+			}
+			continue
+		}
+		in.reachable.Store(true)
+	}
+}
+
+// commit commits the committable offsets of parts that moved since their
+// last commit.
+func (in *franzInput) commit(ctx context.Context, cl *kgo.Client, parts []*partitionConsumer) error {
+	in.commitMu.Lock()
+	defer in.commitMu.Unlock()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	byTP := map[topicPartition]*partitionConsumer{}
+	for _, p := range parts {
+		off, ok := p.cp.offset()
+		if !ok || (p.hasCommitted && off.Offset <= p.committed.Offset) {
+			continue
+		}
+		if offsets[p.topic] == nil {
+			offsets[p.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[p.topic][p.partition] = off
+		byTP[topicPartition{p.topic, p.partition}] = p
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	var firstErr error
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			firstErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, rp := range t.Partitions {
+				tp := topicPartition{t.Topic, rp.Partition}
+				if cerr := kerr.ErrorForCode(rp.ErrorCode); cerr != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("topic %q partition %d: %w", t.Topic, rp.Partition, cerr)
+					}
+					continue
+				}
+				if p := byTP[tp]; p != nil {
+					p.committed = offsets[t.Topic][rp.Partition]
+					p.hasCommitted = true
+				}
+			}
+		}
+	})
+	return firstErr
+}
+
+// partitionFor returns the consumer of a partition, starting it on first
+// sight after an assignment.
+func (in *franzInput) partitionFor(cl *kgo.Client, topic string, partition int32) *partitionConsumer {
+	tp := topicPartition{topic, partition}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if p := in.parts[tp]; p != nil {
+		return p
+	}
+	p := &partitionConsumer{
+		in:        in,
+		client:    cl,
+		topic:     topic,
+		partition: partition,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	if !in.batchPolicy.IsNoop() {
+		b, err := in.batchPolicy.NewBatcher(in.res)
+		if err != nil {
+			// The policy was checked when the config was parsed, so this
+			// is unexpected; falling back to per-fetch batches keeps
+			// every record flowing.
+			in.log.Errorf("kafka_franz: batching policy for topic %q partition %d failed, handing on one batch per fetch: %v", topic, partition, err)
+		} else {
+			p.batcher = b
+		}
+	}
+	in.parts[tp] = p
+	go p.run()
+	return p
+}
+
+// dropPartitions stops the consumers of revoked or lost partitions. For a
+// revoke it first gives in-flight batches a bounded time to be acknowledged
+// and commits what they allow, so the next owner redelivers as little as
+// possible; acknowledgements arriving later are ignored because the
+// partition may already belong to another member.
+func (in *franzInput) dropPartitions(ctx context.Context, tps map[string][]int32, commit bool) {
+	in.mu.Lock()
+	var parts []*partitionConsumer
+	for topic, ps := range tps {
+		for _, partition := range ps {
+			tp := topicPartition{topic, partition}
+			if p := in.parts[tp]; p != nil {
+				parts = append(parts, p)
+				delete(in.parts, tp)
+			}
+		}
+	}
+	in.mu.Unlock()
+	if len(parts) == 0 {
+		return
+	}
+	for _, p := range parts {
+		close(p.stop)
+		<-p.done
+	}
+	in.connMu.Lock()
+	cl := in.client
+	in.connMu.Unlock()
+	if commit && cl != nil {
+		deadline := time.Now().Add(in.drainWait)
+		for _, p := range parts {
+			for p.cp.inFlight() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if err := in.commit(ctx, cl, parts); err != nil {
+			in.log.Warnf("kafka_franz: committing offsets of revoked partitions failed, their next owner resumes from the previous commit: %v", err)
+		}
+	}
+	resume := map[string][]int32{}
+	for _, p := range parts {
+		p.mu.Lock()
+		p.gone = true
+		if p.paused {
+			resume[p.topic] = append(resume[p.topic], p.partition)
+			p.paused = false
+		}
+		p.mu.Unlock()
+	}
+	if len(resume) > 0 && cl != nil {
+		cl.ResumeFetchPartitions(resume)
+	}
+}
+
+// partitionConsumer turns the records of one owned partition into batches,
+// in offset order, and tracks them until they are acknowledged.
+type partitionConsumer struct {
+	in        *franzInput
+	client    *kgo.Client
+	topic     string
+	partition int32
+	batcher   *service.Batcher // nil: one batch per fetch
+	cp        checkpointer
+
+	// held counts records queued, batching or in flight; fetching pauses
+	// while it is at checkpoint_limit.
+	held atomic.Int64
+
+	mu     sync.Mutex
+	queue  []*kgo.Record
+	paused bool
+	gone   bool
+
+	// Guarded by in.commitMu.
+	committed    kgo.EpochOffset
+	hasCommitted bool
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (p *partitionConsumer) enqueue(recs []*kgo.Record) {
+	p.mu.Lock()
+	p.queue = append(p.queue, recs...)
+	held := p.held.Add(int64(len(recs)))
+	if held >= int64(p.in.limit) && !p.paused && !p.gone {
+		p.paused = true
+		p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+	}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *partitionConsumer) take() []*kgo.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recs := p.queue
+	p.queue = nil
+	return recs
+}
+
+func (p *partitionConsumer) run() {
+	defer close(p.done)
+	var (
+		raw  []*service.Message // the batch's messages before batch processors
+		last *kgo.Record
+	)
+	flush := func() bool {
+		if len(raw) == 0 {
+			return true
+		}
+		batch, err := p.batcher.Flush(p.in.ctx)
+		if err != nil || len(batch) == 0 {
+			if err != nil {
+				p.in.log.Errorf("kafka_franz: batching processors failed on topic %q partition %d, handing on the batch unprocessed: %v", p.topic, p.partition, err)
+			}
+			batch = raw
+		}
+		ok := p.send(batch, last, len(raw))
+		raw = nil
+		return ok
+	}
+	for {
+		var tick <-chan time.Time
+		if p.batcher != nil && len(raw) > 0 {
+			if d, ok := p.batcher.UntilNext(); ok {
+				tick = time.After(d)
+			}
+		}
+		select {
+		case <-p.stop:
+			if p.batcher != nil {
+				_ = p.batcher.Close(context.Background())
+			}
+			return
+		case <-tick:
+			if !flush() {
+				return
+			}
+			continue
+		case <-p.wake:
+		}
+		recs := p.take()
+		if len(recs) == 0 {
+			continue
+		}
+		if p.batcher == nil {
+			batch := make(service.MessageBatch, len(recs))
+			for i, r := range recs {
+				batch[i] = recordToMessage(r)
+			}
+			if !p.send(batch, recs[len(recs)-1], len(recs)) {
+				return
+			}
+			continue
+		}
+		for _, r := range recs {
+			msg := recordToMessage(r)
+			raw = append(raw, msg)
+			last = r
+			if p.batcher.Add(msg.Copy()) {
+				if !flush() {
+					return
+				}
+			}
+		}
+	}
+}
+
+// send tracks a batch and hands it to ReadBatch; false means the partition
+// was stopped meanwhile.
+func (p *partitionConsumer) send(batch service.MessageBatch, last *kgo.Record, records int) bool {
+	cp := p.cp.track(kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}, records)
+	ack := func(_ context.Context, err error) error {
+		if err != nil {
+			p.in.log.Warnf("kafka_franz: batch of topic %q partition %d ending at offset %d was rejected downstream and auto_replay_nacks is off, so it counts as done: %v", p.topic, p.partition, last.Offset, err)
+		}
+		p.release(cp)
+		return nil
+	}
+	select {
+	case p.in.batches <- readyBatch{batch: batch, ack: ack}:
+		return true
+	case <-p.stop:
+		return false
+	}
+}
+
+func (p *partitionConsumer) release(cp *checkpoint) {
+	freed := p.cp.release(cp)
+	if freed == 0 {
+		return
+	}
+	held := p.held.Add(-int64(freed))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused && !p.gone && held < int64(p.in.limit) {
+		p.paused = false
+		p.client.ResumeFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+	}
+}
+
+func recordToMessage(r *kgo.Record) *service.Message {
+	msg := service.NewMessage(r.Value)
+	msg.MetaSetMut(kfiMetaKey, string(r.Key))
+	msg.MetaSetMut(kfiMetaTopic, r.Topic)
+	msg.MetaSetMut(kfiMetaPartition, int(r.Partition))
+	msg.MetaSetMut(kfiMetaOffset, int(r.Offset))
+	msg.MetaSetMut(kfiMetaTimestampUnix, r.Timestamp.Unix())
+	msg.MetaSetMut(kfiMetaTimestampMs, r.Timestamp.UnixMilli())
+	for _, h := range r.Headers {
+		msg.MetaSetMut(h.Key, string(h.Value))
+	}
+	return msg
+}

@@ -1,0 +1,83 @@
+package inputs
+
+import (
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// checkpointer tracks the batches of one partition that are in flight, in
+// offset order, and yields the offset that may be committed: the one after
+// the last record of the longest run of acknowledged batches starting at the
+// oldest. A batch acknowledged before an earlier one therefore moves nothing
+// until that earlier one is acknowledged too, so a commit never passes a
+// record still in flight.
+type checkpointer struct {
+	mu          sync.Mutex
+	pending     []*checkpoint // in flight, oldest first
+	records     int           // records in pending
+	committable kgo.EpochOffset
+	hasOffset   bool
+}
+
+// checkpoint is one batch handed downstream.
+type checkpoint struct {
+	next    kgo.EpochOffset // offset after the batch's last record
+	records int
+	done    bool
+}
+
+// track registers a batch whose last record is at next.Offset-1. Batches
+// must be tracked in offset order.
+func (c *checkpointer) track(next kgo.EpochOffset, records int) *checkpoint {
+	cp := &checkpoint{next: next, records: records}
+	c.mu.Lock()
+	c.pending = append(c.pending, cp)
+	c.records += records
+	c.mu.Unlock()
+	return cp
+}
+
+// release marks a batch acknowledged and returns how many records became
+// committable by it (zero while an earlier batch is still in flight).
+// Releasing a batch twice is harmless.
+func (c *checkpointer) release(cp *checkpoint) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp.done = true
+	freed := 0
+	n := 0
+	for n < len(c.pending) && c.pending[n].done {
+		c.committable = c.pending[n].next
+		c.hasOffset = true
+		c.records -= c.pending[n].records
+		freed += c.pending[n].records
+		n++
+	}
+	if n > 0 {
+		// Copy down rather than reslice so the backing array does not
+		// keep acknowledged checkpoints alive on a busy partition.
+		copy(c.pending, c.pending[n:])
+		for i := len(c.pending) - n; i < len(c.pending); i++ {
+			c.pending[i] = nil
+		}
+		c.pending = c.pending[:len(c.pending)-n]
+	}
+	return freed
+}
+
+// inFlight is the number of records handed downstream whose offsets cannot
+// be committed yet.
+func (c *checkpointer) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.records
+}
+
+// offset returns the committable offset, if any batch has been fully
+// acknowledged yet.
+func (c *checkpointer) offset() (kgo.EpochOffset, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.committable, c.hasOffset
+}

@@ -12,6 +12,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	_ "github.com/preservarium/iot-ingestor/inputs"
+	"github.com/preservarium/iot-ingestor/internal/devbroker"
 	_ "github.com/preservarium/iot-ingestor/metrics"
 	_ "github.com/preservarium/iot-ingestor/outputs"
 	_ "github.com/preservarium/iot-ingestor/processors"
@@ -25,5 +26,6 @@ func main() {
 		service.CLIOptSetBinaryName("ingestor"),
 		service.CLIOptSetProductName("IoT ingestor"),
 		service.CLIOptSetVersion(Version, ""),
+		service.CLIOptAddCommand(devbroker.Command()),
 	)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -211,6 +212,11 @@ func (r influxRetry) backoff(n int) time.Duration {
 	return d
 }
 
+// influxCounts are the output's counters as plain numbers.
+type influxCounts struct {
+	written, rejected, split, retries atomic.Int64
+}
+
 // influxWriter is the influxdb_v2 output.
 type influxWriter struct {
 	log *service.Logger
@@ -242,6 +248,9 @@ type influxWriter struct {
 
 	bufPool sync.Pool
 	gzPool  sync.Pool
+
+	// counts mirrors the counters for tests and the shutdown summary.
+	counts influxCounts
 
 	mWritten  *service.MetricCounter
 	mRejected *service.MetricCounter
@@ -280,6 +289,11 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	precision, err := conf.FieldString(ifoFieldPrecision)
 	if err != nil {
 		return nil, err
+	}
+	switch precision {
+	case "ns", "us", "ms", "s":
+	default:
+		return nil, fmt.Errorf("influxdb_v2: precision %q is not one of ns, us, ms, s", precision)
 	}
 	if w.timeout, err = conf.FieldDuration(ifoFieldTimeout); err != nil {
 		return nil, err
@@ -683,10 +697,13 @@ func (w *influxWriter) writeRange(ctx context.Context, lines [][]byte, idx []int
 			} else {
 				fails[i] = fmt.Errorf("write: rejected by InfluxDB (%d): %s", a.status, a.message)
 			}
-			w.mRejected.Incr(int64(bytes.Count(lines[i], []byte{'\n'}) + 1))
+			n := int64(bytes.Count(lines[i], []byte{'\n'}) + 1)
+			w.mRejected.Incr(n)
+			w.counts.rejected.Add(n)
 			return nil
 		}
 		w.mSplit.Incr(1)
+		w.counts.split.Add(1)
 		half := len(idx) / 2
 		if err := w.writeRange(ctx, lines, idx[:half], fails); err != nil {
 			return err
@@ -738,6 +755,7 @@ func (w *influxWriter) send(ctx context.Context, lines [][]byte, idx []int) (inf
 		case outcomeStored:
 			w.mLatency.Timing(time.Since(start).Nanoseconds())
 			w.mWritten.Incr(int64(points))
+			w.counts.written.Add(int64(points))
 			w.clearProblem()
 			return a, nil
 		case outcomeRejected, outcomeTooLarge:
@@ -762,6 +780,7 @@ func (w *influxWriter) send(ctx context.Context, lines [][]byte, idx []int) (inf
 		}
 		w.log.Debugf("influxdb_v2: write to %s failed (%s), retry %d in %v", w.serverURL, describeAnswer(a), attempt+1, wait)
 		w.mRetries.Incr(1)
+		w.counts.retries.Add(1)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -776,6 +795,8 @@ func (w *influxWriter) send(ctx context.Context, lines [][]byte, idx []int) (inf
 // connections; it never blocks, so it honours any context.
 func (w *influxWriter) Close(ctx context.Context) error {
 	w.closeFn()
+	w.log.Debugf("influxdb_v2: closing; %d points written, %d rejected, %d splits, %d retries",
+		w.counts.written.Load(), w.counts.rejected.Load(), w.counts.split.Load(), w.counts.retries.Load())
 	w.client.Close()
 	w.httpClient.CloseIdleConnections()
 	return nil

@@ -34,9 +34,11 @@ var Pass = Fault{}
 
 // WriteRequest is a write the FaultInjector received, body decompressed.
 type WriteRequest struct {
-	Query url.Values
-	Lines []string
-	Fault Fault
+	Query         url.Values
+	Authorization string
+	Gzip          bool
+	Lines         []string
+	Fault         Fault
 }
 
 // FaultInjector is a fault-injecting HTTP stub for what InfluxDB 1.8 cannot
@@ -146,7 +148,8 @@ func (f *FaultInjector) serveWrite(w http.ResponseWriter, r *http.Request) {
 		}
 		text, _ = io.ReadAll(zr)
 	}
-	req := WriteRequest{Query: r.URL.Query()}
+	req := WriteRequest{Query: r.URL.Query(), Authorization: r.Header.Get("Authorization"),
+		Gzip: r.Header.Get("Content-Encoding") == "gzip"}
 	for _, l := range strings.Split(string(text), "\n") {
 		if strings.TrimSpace(l) != "" {
 			req.Lines = append(req.Lines, l)

@@ -1,0 +1,426 @@
+package outputs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/influxtest"
+)
+
+// newTestInfluxWriter parses conf (YAML of the influxdb_v2 fields) into a
+// writer with mock resources and closes it at the end of the test.
+func newTestInfluxWriter(t testing.TB, conf string) *influxWriter {
+	t.Helper()
+	pConf, err := influxdbV2OutputSpec().ParseYAML(conf, nil)
+	if err != nil {
+		t.Fatalf("parsing config: %v\n%s", err, conf)
+	}
+	w, err := newInfluxWriterFromConfig(pConf, service.MockResources())
+	if err != nil {
+		t.Fatalf("building writer: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	return w
+}
+
+func lpBatch(lines ...string) service.MessageBatch {
+	b := make(service.MessageBatch, len(lines))
+	for i, l := range lines {
+		b[i] = service.NewMessage([]byte(l))
+	}
+	return b
+}
+
+// failedMessages returns index -> error text of the messages a BatchError
+// fails; it fails the test when err is neither nil nor a BatchError.
+func failedMessages(t testing.TB, err error) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	if err == nil {
+		return out
+	}
+	var bErr *service.BatchError
+	if !errors.As(err, &bErr) {
+		t.Fatalf("WriteBatch returned %T %v, want nil or a *service.BatchError", err, err)
+	}
+	bErr.WalkMessages(func(i int, _ *service.Message, e error) bool {
+		if e != nil {
+			out[i] = e.Error()
+		}
+		return true
+	})
+	return out
+}
+
+func TestInfluxOutputConfig(t *testing.T) {
+	w := newTestInfluxWriter(t, `
+url: http://localhost:8086/
+token: s3cr3t
+org: acme
+bucket: iot_data
+`)
+	if want := "http://localhost:8086/api/v2/write?bucket=iot_data&org=acme&precision=ns"; w.writeURL != want {
+		t.Errorf("write URL %q, want %q", w.writeURL, want)
+	}
+	if !w.gzip || w.maxInFlight != 8 || w.timeout != 10*time.Second || w.createBucket {
+		t.Errorf("defaults: gzip=%v max_in_flight=%d timeout=%v create_bucket=%v", w.gzip, w.maxInFlight, w.timeout, w.createBucket)
+	}
+	if w.retry != (influxRetry{maxRetries: 3, initial: 500 * time.Millisecond, max: 30 * time.Second, maxRetryAfter: 60 * time.Second}) {
+		t.Errorf("retry defaults %+v", w.retry)
+	}
+	if got := w.svc.Authorization(); got != "Token s3cr3t" {
+		t.Errorf("authorization header %q", got)
+	}
+
+	bad := map[string]string{
+		"not a URL":          "url: localhost:8086\nbucket: b",
+		"credentials in URL": "url: http://u:p@localhost:8086\nbucket: b",
+		"empty bucket":       "url: http://localhost:8086\nbucket: ' '",
+		"zero timeout":       "url: http://localhost:8086\nbucket: b\ntimeout: 0s",
+		"no in flight":       "url: http://localhost:8086\nbucket: b\nmax_in_flight: 0",
+		"retry backwards":    "url: http://localhost:8086\nbucket: b\nretry:\n  initial_interval: 2s\n  max_interval: 1s",
+	}
+	for name, conf := range bad {
+		pConf, err := influxdbV2OutputSpec().ParseYAML(conf, nil)
+		if err != nil {
+			continue // rejected while parsing: fine too
+		}
+		if _, err := newInfluxWriterFromConfig(pConf, service.MockResources()); err == nil {
+			t.Errorf("%s: config accepted:\n%s", name, conf)
+		} else if !strings.HasPrefix(err.Error(), "influxdb_v2: ") {
+			t.Errorf("%s: error %q does not name the component", name, err)
+		}
+	}
+	pConf, err := influxdbV2OutputSpec().ParseYAML("url: http://x\nbucket: b\nprecision: minutes", nil)
+	if err == nil {
+		if _, err = newInfluxWriterFromConfig(pConf, service.MockResources()); err == nil {
+			t.Error("precision minutes accepted")
+		}
+	}
+}
+
+func TestInfluxOutputLintRetentionNeedsCreateBucket(t *testing.T) {
+	env := service.NewEnvironment()
+	b := env.NewStreamBuilder()
+	err := b.AddOutputYAML(`
+influxdb_v2:
+  url: http://localhost:8086
+  bucket: iot_data
+  retention: 720h
+`)
+	if err == nil || !strings.Contains(err.Error(), "retention only applies") {
+		t.Fatalf("want the retention lint error, got %v", err)
+	}
+	if err := env.NewStreamBuilder().AddOutputYAML(`
+influxdb_v2:
+  url: http://localhost:8086
+  org: acme
+  bucket: iot_data
+  create_bucket: true
+  retention: 720h
+`); err != nil {
+		t.Fatalf("valid create_bucket config rejected: %v", err)
+	}
+}
+
+func TestInfluxClassify(t *testing.T) {
+	hdr := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	cases := []struct {
+		name       string
+		err        *ihttp.Error
+		want       writeOutcome
+		msg        string
+		retryAfter time.Duration
+	}{
+		{"204", nil, outcomeStored, "", 0},
+		{"400 2.x", &ihttp.Error{StatusCode: 400, Code: "invalid", Message: "unable to parse 'x': missing fields"}, outcomeRejected, "unable to parse 'x': missing fields", 0},
+		{"400 1.8 header", &ihttp.Error{StatusCode: 400, Code: "400 Bad Request", Message: "partial write: unable to parse 'bad': invalid field format dropped=0"}, outcomeRejected, "partial write: unable to parse 'bad': invalid field format dropped=0", 0},
+		{"422", &ihttp.Error{StatusCode: 422, Code: "unprocessable entity", Message: "failure writing points to database: partial write: field type conflict"}, outcomeRejected, "failure writing points to database: partial write: field type conflict", 0},
+		{"500 partial write", &ihttp.Error{StatusCode: 500, Code: "internal error", Message: "partial write: field type conflict: input field \"f\""}, outcomeRejected, "partial write: field type conflict: input field \"f\"", 0},
+		{"500 timeout", &ihttp.Error{StatusCode: 500, Code: "500 Internal Server Error", Message: "timeout"}, outcomeOutage, "timeout", 0},
+		{"413", &ihttp.Error{StatusCode: 413, Code: "413 Request Entity Too Large", Message: "Request Entity Too Large"}, outcomeTooLarge, "Request Entity Too Large", 0},
+		{"401", &ihttp.Error{StatusCode: 401, Code: "unauthorized", Message: "unauthorized access"}, outcomeDeployment, "unauthorized access", 0},
+		{"403", &ihttp.Error{StatusCode: 403, Code: "forbidden", Message: "insufficient permissions"}, outcomeDeployment, "insufficient permissions", 0},
+		{"404", &ihttp.Error{StatusCode: 404, Code: "404 Not Found", Message: "database not found: \"x\""}, outcomeDeployment, "database not found: \"x\"", 0},
+		{"429 seconds", &ihttp.Error{StatusCode: 429, Code: "too many requests", Message: "exceeded rate limit", RetryAfter: 7}, outcomeOutage, "exceeded rate limit", 7 * time.Second},
+		{"503 no message", &ihttp.Error{StatusCode: 503, Header: hdr("Retry-After", "2")}, outcomeOutage, "Service Unavailable", 2 * time.Second},
+		{"502", &ihttp.Error{StatusCode: 502, Code: "502 Bad Gateway", Message: "upstream\nreset"}, outcomeOutage, "upstream reset", 0},
+		{"504", &ihttp.Error{StatusCode: 504}, outcomeOutage, "Gateway Timeout", 0},
+		{"transport", ihttp.NewError(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")), outcomeOutage, "dial tcp 127.0.0.1:1: connect: connection refused", 0},
+		{"405 proxy", &ihttp.Error{StatusCode: 405}, outcomeDeployment, "Method Not Allowed", 0},
+	}
+	for _, c := range cases {
+		a := classifyInfluxError(c.err)
+		if a.outcome != c.want || a.message != c.msg || a.retryAfter != c.retryAfter {
+			t.Errorf("%s: got outcome %d message %q retry-after %v, want %d %q %v",
+				c.name, a.outcome, a.message, a.retryAfter, c.want, c.msg, c.retryAfter)
+		}
+	}
+}
+
+// stubConf is a writer config against a FaultInjector with quick retries.
+func stubConf(url, extra string) string {
+	return fmt.Sprintf(`
+url: %s
+token: SECRET-TOKEN-42
+org: acme
+bucket: iot_data
+timeout: 2s
+retry:
+  max_retries: 3
+  initial_interval: 10ms
+  max_interval: 50ms
+  max_retry_after: 3s
+%s`, url, extra)
+}
+
+func TestInfluxFaultInjector429RetryAfter(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		if n < 2 {
+			return influxtest.Fault{Status: 429, Header: map[string]string{"Retry-After": "1"},
+				Body: `{"code":"too many requests","message":"write limit reached"}`}
+		}
+		return influxtest.Pass
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	start := time.Now()
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1", "m v=2 2")); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	// Two 429s each asking for 1s: the writer must have waited them out.
+	if waited := time.Since(start); waited < 2*time.Second {
+		t.Errorf("Retry-After not honoured: done after %v, asked 2 x 1s", waited)
+	}
+	if got := fi.Accepted(); strings.Join(got, "|") != "m v=1 1|m v=2 2" {
+		t.Errorf("stored %q", got)
+	}
+	if r := w.counts.retries.Load(); r != 2 {
+		t.Errorf("retries counted %d, want 2", r)
+	}
+}
+
+func TestInfluxFaultInjector429CapAndNotConnected(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		return influxtest.Fault{Status: 429, Header: map[string]string{"Retry-After": "3600"}}
+	})
+	// A Retry-After of an hour is capped at max_retry_after (100ms), and after
+	// max_retries the write reports not connected: no ack, no failed message.
+	w := newTestInfluxWriter(t, strings.Replace(stubConf(fi.URL(), ""), "max_retry_after: 3s", "max_retry_after: 100ms", 1))
+	err := w.WriteBatch(context.Background(), lpBatch("m v=1 1"))
+	if !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("want ErrNotConnected, got %v", err)
+	}
+	if n := len(fi.Writes()); n != 4 {
+		t.Errorf("write attempts %d, want 1 + 3 retries", n)
+	}
+	// Connect sees the same throttling and asks the engine to wait, capped.
+	cerr := w.Connect(context.Background())
+	var bo *service.ErrBackOff
+	if !errors.As(cerr, &bo) || bo.Wait != 100*time.Millisecond {
+		t.Fatalf("Connect: want ErrBackOff of 100ms, got %#v", cerr)
+	}
+}
+
+func TestInfluxFaultInjector500PartialWrite(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	// InfluxDB 2.0.x style: a 500 reporting a partial write when a request
+	// holds a conflicting line; requests without one are stored.
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		for _, l := range req.Lines {
+			if strings.Contains(l, `"conflict"`) {
+				return influxtest.Fault{Status: 500, Body: `{"code":"internal error","message":"partial write: field type conflict: input field \"v\" on measurement \"m\" is type string, already exists as type float dropped=1"}`}
+			}
+		}
+		return influxtest.Pass
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	lines := []string{}
+	for i := 0; i < 16; i++ {
+		if i == 3 || i == 12 {
+			lines = append(lines, fmt.Sprintf(`m v="conflict" %d`, i))
+		} else {
+			lines = append(lines, fmt.Sprintf("m v=%d %d", i, i))
+		}
+	}
+	failed := failedMessages(t, w.WriteBatch(context.Background(), lpBatch(lines...)))
+	want := `write: rejected by InfluxDB (500): partial write: field type conflict: input field "v" on measurement "m" is type string, already exists as type float dropped=1`
+	if len(failed) != 2 || failed[3] != want || failed[12] != want {
+		t.Fatalf("failed messages %v, want exactly 3 and 12 with %q", failed, want)
+	}
+	stored := map[string]bool{}
+	for _, l := range fi.Accepted() {
+		stored[l] = true
+	}
+	for i, l := range lines {
+		if stored[l] == (i == 3 || i == 12) {
+			t.Errorf("message %d %q stored=%v", i, l, stored[l])
+		}
+	}
+	if w.counts.rejected.Load() != 2 || w.counts.split.Load() == 0 {
+		t.Errorf("counters rejected=%d split=%d", w.counts.rejected.Load(), w.counts.split.Load())
+	}
+}
+
+func TestInfluxFaultInjectorResetMidResponse(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		if n == 0 {
+			return influxtest.Fault{Reset: true}
+		}
+		return influxtest.Pass
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1", "m v=2 2")); err != nil {
+		t.Fatalf("WriteBatch after a reset: %v", err)
+	}
+	if got := fi.Accepted(); len(got) != 2 {
+		t.Errorf("stored %q, want both lines", got)
+	}
+	if ws := fi.Writes(); len(ws) != 2 || !ws[0].Fault.Reset {
+		t.Errorf("writes %+v, want a reset then a pass", ws)
+	}
+}
+
+func TestInfluxFaultInjectorSlowPastTimeout(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		return influxtest.Fault{Delay: 2 * time.Second}
+	})
+	w := newTestInfluxWriter(t, strings.Replace(stubConf(fi.URL(), ""), "timeout: 2s", "timeout: 200ms", 1))
+	err := w.WriteBatch(context.Background(), lpBatch("m v=1 1"))
+	if !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("slow server: want ErrNotConnected, got %v", err)
+	}
+	if got := fi.Accepted(); len(got) != 0 {
+		t.Fatalf("stub stored %q though every answer was late", got)
+	}
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault { return influxtest.Pass })
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect once fast again: %v", err)
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); err != nil {
+		t.Fatalf("WriteBatch once fast again: %v", err)
+	}
+	if got := fi.Accepted(); len(got) != 1 {
+		t.Fatalf("stored %q", got)
+	}
+}
+
+func TestInfluxFaultInjectorBucketsAPI(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.EnableBucketsAPI("acme")
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), "create_bucket: true\nretention: 720h\n"))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect with create_bucket: %v", err)
+	}
+	if ret, ok := fi.Bucket("iot_data"); !ok || ret != 720*3600 {
+		t.Fatalf("bucket created=%v retention=%d, want 2592000", ok, ret)
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); err != nil {
+		t.Fatalf("write after creating the bucket: %v", err)
+	}
+
+	// Without create_bucket a missing bucket is a deployment problem: Connect
+	// fails with a back-off and says so, without the token.
+	fi2 := influxtest.NewFaultInjector(t, "")
+	fi2.EnableBucketsAPI("acme")
+	w2 := newTestInfluxWriter(t, stubConf(fi2.URL(), ""))
+	err := w2.Connect(context.Background())
+	var bo *service.ErrBackOff
+	if !errors.As(err, &bo) || !strings.Contains(err.Error(), "bucket or organization does not exist") {
+		t.Fatalf("Connect to a missing bucket: %v", err)
+	}
+	if strings.Contains(err.Error(), "SECRET-TOKEN-42") {
+		t.Fatalf("error leaks the token: %v", err)
+	}
+	if _, ok := fi2.Bucket("iot_data"); ok {
+		t.Fatal("bucket created without create_bucket")
+	}
+}
+
+func TestInfluxConnectBackOffGrows(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		return influxtest.Fault{Status: 401, Body: `{"code":"unauthorized","message":"unauthorized access"}`}
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	var waits []time.Duration
+	for i := 0; i < 4; i++ {
+		err := w.Connect(context.Background())
+		var bo *service.ErrBackOff
+		if !errors.As(err, &bo) {
+			t.Fatalf("Connect %d: want ErrBackOff, got %v", i, err)
+		}
+		if !strings.Contains(err.Error(), "token is missing or invalid") || strings.Contains(err.Error(), "SECRET-TOKEN-42") {
+			t.Fatalf("Connect error %q: must name the token problem and not the token", err)
+		}
+		waits = append(waits, bo.Wait)
+	}
+	if fmt.Sprint(waits) != "[10ms 20ms 40ms 50ms]" {
+		t.Errorf("connect back-off %v, want doubling to the 50ms cap", waits)
+	}
+	// A write meeting the same 401 reports not connected; nothing fails.
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("WriteBatch on 401: %v", err)
+	}
+}
+
+func TestInfluxCloseEndsRetries(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		return influxtest.Fault{Status: 503, Header: map[string]string{"Retry-After": "3"}}
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), "")+"\n")
+	done := make(chan error, 1)
+	go func() { done <- w.WriteBatch(context.Background(), lpBatch("m v=1 1")) }()
+	for len(fi.Writes()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write interrupted by Close: want ErrNotConnected (left unacknowledged), got %v", err)
+	}
+	if err := w.Connect(context.Background()); !errors.Is(err, service.ErrEndOfInput) {
+		t.Fatalf("Connect after Close: %v", err)
+	}
+}
+
+func TestInfluxEmptyMessagesAndGzip(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	b := lpBatch("m v=1 1\n", "", "m v=2 2\nm v=3 3\n\n", "  \n")
+	if err := w.WriteBatch(context.Background(), b); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	if got := strings.Join(fi.Accepted(), "|"); got != "m v=1 1|m v=2 2|m v=3 3" {
+		t.Fatalf("stored %q", got)
+	}
+	ws := fi.Writes()
+	if q := ws[0].Query; q.Get("bucket") != "iot_data" || q.Get("org") != "acme" || q.Get("precision") != "ns" {
+		t.Errorf("query %v", q)
+	}
+	if !ws[0].Gzip || ws[0].Authorization != "Token SECRET-TOKEN-42" {
+		t.Errorf("request gzip=%v authorization=%q", ws[0].Gzip, ws[0].Authorization)
+	}
+	if w.counts.written.Load() != 3 {
+		t.Errorf("points written %d, want 3", w.counts.written.Load())
+	}
+}

@@ -1,0 +1,508 @@
+package processors
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
+)
+
+const (
+	rtpFieldMeasurement       = "measurement"
+	rtpFieldTags              = "tags"
+	rtpFieldNumbers           = "numbers"
+	rtpFieldNestedValues      = "nested_values"
+	rtpFieldPrecision         = "precision"
+	rtpFieldTimeSource        = "time_source"
+	rtpFieldReservedKeys      = "reserved_keys"
+	rtpFieldReservedKeyPrefix = "reserved_key_prefix"
+
+	// rtpDefaultMeasurement is mapped natively (no interpolation per message):
+	// the measurement is the device_id.
+	rtpDefaultMeasurement = `${! json("device_id") }`
+
+	// Metadata keys written on every message, read by the error branch.
+	rtpMetaOriginal  = "iot_original"
+	rtpMetaRequestID = "iot_request_id"
+
+	// Metadata keys read from the kafka input.
+	rtpMetaKafkaKey         = "kafka_key"
+	rtpMetaKafkaTimestampMs = "kafka_timestamp_ms"
+
+	rtpMetricMapped    = "iot_messages_mapped"
+	rtpMetricFiltered  = "iot_messages_filtered"
+	rtpMetricRejected  = "iot_messages_rejected"
+	rtpMetricNonFinite = "iot_values_nonfinite_skipped"
+
+	// rtpNonFiniteLogEvery bounds the info-level summary of skipped
+	// non-finite values: a device reporting NaN every second must not flood
+	// the log. Each occurrence is logged at debug level.
+	rtpNonFiniteLogEvery = 30 * time.Second
+)
+
+var rtpPrecisions = map[string]int64{"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+func readingToPointSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Stable().
+		Categories("Parsing").
+		Summary("Maps a stage-2 reading (the JSON value of an `iot_validated_data` record) to one InfluxDB line-protocol point.").
+		Description(`
+The message content is replaced by one line of line protocol, without a trailing newline, whose
+timestamp is in nanoseconds (the InfluxDB output's default precision), truncated to ` + "`precision`" + `.
+
+### Default mapping
+
+This is the shape the earlier ingestor wrote and deployed dashboards query: measurement = ` + "`device_id`" + `;
+one field per entry of ` + "`values`" + `, named ` + "`labels[i]`" + ` (older messages: ` + "`label[i]`" + `; ` + "`labels`" + ` wins when both exist;
+a null or empty label, or no labels, gives ` + "`value_{i}`" + `, counted from 0); no tags; time = the message
+` + "`timestamp`" + `. Fields keep the order of ` + "`values`" + `.
+
+- ` + "`metadata.persist`" + ` false (a bool for the whole message, or a list with one flag per value) means the
+  value is not stored; a missing flag means store.
+- Without ` + "`metadata.datatype_type[i]`" + `: an integer literal is an integer field (one beyond int64 a float), a
+  number with a fraction or exponent a float, a boolean a boolean; a string that is a finite decimal or
+  exponent number once spaces are trimmed is stored as a float (as the earlier ingestor did), any other
+  string as a string; null is skipped; nested arrays and objects are stored as one compact JSON-text
+  string field (non-finite numbers inside become null).
+- With ` + "`datatype_type[i]`" + ` it decides: ` + "`number`" + ` float, ` + "`integer`" + ` integer (from an integral number or numeric string),
+  ` + "`boolean`" + ` boolean (from a boolean or the strings true/false, any case), ` + "`string`" + ` the value's text. A value
+  that cannot take its declared type is a validation error. ` + "`persist`" + `/` + "`datatype_type`" + ` lists shorter than
+  ` + "`values`" + ` mean the defaults for the missing entries; longer ones are ignored beyond ` + "`values`" + `.
+- Timestamps are Python ` + "`isoformat()`" + ` output, with or without offset (none means UTC) and fraction; a
+  missing, null or empty ` + "`timestamp`" + ` means the Kafka record time (` + "`kafka_timestamp_ms`" + ` metadata).
+
+Python writes non-finite floats as the bare tokens ` + "`NaN`, `Infinity`, `-Infinity`" + `: they are accepted, the
+values holding them are skipped, counted in ` + "`" + rtpMetricNonFinite + "`" + ` and logged (debug per message, an info
+summary at most every 30s) with the request id. A message with nothing left to store (every value
+unpersisted, null, non-finite or dropped) is removed from the batch, which acknowledges it, and counted in
+` + "`" + rtpMetricFiltered + "`" + `.
+
+### Errors
+
+A message that cannot be mapped keeps its content and is marked with an error (route it with ` + "`catch`" + ` or a
+` + "`switch`" + ` output on ` + "`errored()`" + `). The text is one line starting with its kind:
+
+- ` + "`decode: `" + ` not JSON even after accepting the Python tokens, not valid UTF-8, or not a JSON object;
+- ` + "`validation: `" + ` the message breaks the contract: ` + "`device_id`" + ` missing, empty or not a string; ` + "`values`" + ` missing or
+  not an array; ` + "`labels`" + ` of another length than ` + "`values`" + `; a field name used twice; a timestamp that cannot
+  be parsed; a value that cannot take its declared type; a name line protocol cannot carry (a newline or
+  other control character, a backslash before ` + "`,`, `=`, space or `\\`" + `, or at the end); a field key InfluxDB
+  reserves (` + "`time`" + `, a leading ` + "`_`" + `) unless ` + "`reserved_keys: rename`" + `; a string over 64 KiB.
+
+Counted in ` + "`" + rtpMetricMapped + "`, `" + rtpMetricFiltered + "` and `" + rtpMetricRejected + "`" + ` (label ` + "`kind`" + `).
+
+### Metadata
+
+Every message, mapped or not, gets:
+
+- ` + "`" + rtpMetaOriginal + "`" + `: the original message as valid JSON text, for the error record's ` + "`original_message`" + `: the input
+  unchanged when it is a valid JSON object; re-encoded with non-finite numbers as null when it held the
+  Python tokens; ` + "`{\"raw\":\"<input as text>\"}`" + ` when it is not a JSON object (invalid UTF-8 becomes U+FFFD).
+- ` + "`" + rtpMetaRequestID + "`" + `: the input's ` + "`request_id`" + ` when a non-empty string, else the ` + "`kafka_key`" + ` metadata as text, else empty.
+
+### Line protocol
+
+Measurement, tag keys, tag values and field keys are escaped exactly (commas, spaces, ` + "`=`" + `); string values
+are double-quoted with ` + "`\"`" + ` and ` + "`\\`" + ` escaped. Line protocol cannot carry a line break in a string value:
+a newline is written as the two characters ` + "`\\n`" + ` (and a carriage return as ` + "`\\r`" + `), which InfluxDB stores as
+a backslash and a letter.
+
+### Performance
+
+The JSON is decoded with a zero-allocation parser that keeps number literals; a batch's lines and metadata
+share two allocations. Prefer the default measurement: a custom interpolated one evaluates Bloblang on a
+copy of every message.`).
+		Field(service.NewInterpolatedStringField(rtpFieldMeasurement).
+			Description("The measurement of every point. The default is the message's `device_id`, read natively; any other value is an interpolated string evaluated against the original message (as valid JSON) and its metadata.").
+			Default(rtpDefaultMeasurement).
+			Examples(rtpDefaultMeasurement, `${! json("metadata.datatype_name") }`, "readings")).
+		Field(service.NewStringMapField(rtpFieldTags).
+			Description("Tags to add: tag key -> dotted path of the value in the message (array entries by number, e.g. `labels.0`). A missing, null, empty or non-finite value omits the tag; numbers and booleans are written as their text, arrays and objects as JSON text. Keys are sorted, as InfluxDB prefers. A tag key may not be `time`, start with `_`, or equal a field name of the message.").
+			Default(map[string]any{}).
+			Example(map[string]any{"index": "index", "datatype": "metadata.datatype_name", "unit": "metadata.datatype_unit"})).
+		Field(service.NewStringAnnotatedEnumField(rtpFieldNumbers, map[string]string{
+			"preserve": "An integer literal is an integer field (`21i`), a literal with a fraction or exponent a float (`21.5`), as the upstream types say.",
+			"float":    "Every number is a float field, integers and declared integers included: use it when one field arrives both as `21` and `21.5` and must keep one type.",
+		}).
+			Description("How JSON numbers become field types.").
+			Default("preserve")).
+		Field(service.NewStringAnnotatedEnumField(rtpFieldNestedValues, map[string]string{
+			"json": "A value that is an array or object (configuration parameters) is stored losslessly as one compact JSON-text string field.",
+			"drop": "Such values are not stored (unless `datatype_type` declares them `string`).",
+		}).
+			Description("What to do with nested values.").
+			Default("json")).
+		Field(service.NewStringEnumField(rtpFieldPrecision, "s", "ms", "us", "ns").
+			Description("The time precision of stored points: the timestamp is truncated (floored) to it and still written in nanoseconds. `us` keeps every microsecond the upstream stages send; `s` (the earlier ingestor's) merges readings of one device within the same second. The shipped pipeline sets it from `INFLUXDB_TIMESTAMP_PRECISION`.").
+			Default("us").
+			Example(`${INFLUXDB_TIMESTAMP_PRECISION:us}`)).
+		Field(service.NewStringAnnotatedEnumField(rtpFieldTimeSource, map[string]string{
+			"message": "The message's `timestamp`; when it is missing, null or empty, the Kafka record time (`kafka_timestamp_ms`).",
+			"kafka":   "Always the Kafka record time (`kafka_timestamp_ms`).",
+		}).
+			Description("Where the point's time comes from. Without a usable time the message is a validation error. The time must come from the record, never the clock, so a redelivered message overwrites the same point.").
+			Default("message")).
+		Field(service.NewStringAnnotatedEnumField(rtpFieldReservedKeys, map[string]string{
+			"reject": "A field key InfluxDB rejects (`time`, a leading `_`) is a validation error.",
+			"rename": "Such a key is stored with `reserved_key_prefix` before it (`time` -> `x_time`).",
+		}).
+			Description("What to do with field keys InfluxDB reserves.").
+			Default("reject")).
+		Field(service.NewStringField(rtpFieldReservedKeyPrefix).
+			Description("The prefix added to reserved field keys when `reserved_keys` is `rename`. It must not start with `_` nor contain characters line protocol cannot carry in a name.").
+			Default("x_").
+			Example("field_").
+			Advanced()).
+		LintRule(`root = [
+  if this.reserved_keys.or("reject") == "rename" && this.reserved_key_prefix.or("x_").re_match("^(_|$)") { "reserved_key_prefix must be non-empty and must not start with _ when reserved_keys is rename" },
+  if this.tags.or({}).keys().any(k -> k == "time" || k.has_prefix("_") || k == "") { "tag keys may not be empty, time or start with _: InfluxDB rejects them" },
+  if this.tags.or({}).values().any(p -> p.trim() == "") { "every tag needs a non-empty path" },
+].filter(e -> e != null)`).
+		Example("Default mapping", "What the earlier ingestor stored, at microsecond precision.", `
+pipeline:
+  processors:
+    - reading_to_point: {}
+`).
+		Example("Tags and types", "Categorise points by datatype, keep every number a float, and rename reserved keys.", `
+pipeline:
+  processors:
+    - reading_to_point:
+        tags:
+          index: index
+          datatype: metadata.datatype_name
+          unit: metadata.datatype_unit
+        numbers: float
+        precision: ${INFLUXDB_TIMESTAMP_PRECISION:us}
+        reserved_keys: rename
+`)
+}
+
+func init() {
+	service.MustRegisterBatchProcessor("reading_to_point", readingToPointSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchProcessor, error) {
+			return newReadingToPoint(conf, mgr)
+		})
+}
+
+// readingToPoint is the reading_to_point processor.
+type readingToPoint struct {
+	mapper      pointMapper
+	measurement *service.InterpolatedString // nil for the native device_id
+	states      sync.Pool
+
+	log          *service.Logger
+	mMapped      *service.MetricCounter
+	mFiltered    *service.MetricCounter
+	mRejected    *service.MetricCounter
+	mNonFinite   *service.MetricCounter
+	nonFiniteLog nonFiniteSummary
+}
+
+func newReadingToPoint(conf *service.ParsedConfig, mgr *service.Resources) (*readingToPoint, error) {
+	m, measurement, err := pointMapperFromConfig(conf)
+	if err != nil {
+		return nil, err
+	}
+	p := &readingToPoint{
+		mapper:      m,
+		measurement: measurement,
+		log:         mgr.Logger(),
+		mMapped:     mgr.Metrics().NewCounter(rtpMetricMapped),
+		mFiltered:   mgr.Metrics().NewCounter(rtpMetricFiltered),
+		mRejected:   mgr.Metrics().NewCounter(rtpMetricRejected, "kind"),
+		mNonFinite:  mgr.Metrics().NewCounter(rtpMetricNonFinite),
+	}
+	p.states.New = func() any { return new(mapState) }
+	return p, nil
+}
+
+// pointMapperFromConfig validates everything it can, so a bad configuration
+// fails at start-up with a message naming the field.
+func pointMapperFromConfig(conf *service.ParsedConfig) (pointMapper, *service.InterpolatedString, error) {
+	var m pointMapper
+	rawMeasurement, err := conf.FieldString(rtpFieldMeasurement)
+	if err != nil {
+		return m, nil, err
+	}
+	var measurement *service.InterpolatedString
+	if strings.TrimSpace(rawMeasurement) != rtpDefaultMeasurement {
+		if strings.TrimSpace(rawMeasurement) == "" {
+			return m, nil, fmt.Errorf("field %s: must not be empty", rtpFieldMeasurement)
+		}
+		if measurement, err = conf.FieldInterpolatedString(rtpFieldMeasurement); err != nil {
+			return m, nil, err
+		}
+	}
+
+	tags, err := conf.FieldStringMap(rtpFieldTags)
+	if err != nil {
+		return m, nil, err
+	}
+	for key, path := range tags {
+		if lineprotocol.IsReservedKey(key) {
+			return m, nil, fmt.Errorf("field %s: tag key %q is reserved by InfluxDB (time, or a leading _)", rtpFieldTags, key)
+		}
+		if why := lineprotocol.CheckName(key); why != "" {
+			return m, nil, fmt.Errorf("field %s: tag key %q %s", rtpFieldTags, key, why)
+		}
+		path = strings.TrimSpace(path)
+		if path == "" {
+			return m, nil, fmt.Errorf("field %s: tag %q has an empty path", rtpFieldTags, key)
+		}
+		segments := strings.Split(path, ".")
+		for _, s := range segments {
+			if s == "" {
+				return m, nil, fmt.Errorf("field %s: tag %q has the path %q with an empty segment", rtpFieldTags, key, path)
+			}
+		}
+		m.tags = append(m.tags, tagSpec{key: key, path: segments, desc: path})
+	}
+	sort.Slice(m.tags, func(i, j int) bool { return m.tags[i].key < m.tags[j].key })
+
+	numbers, err := conf.FieldString(rtpFieldNumbers)
+	if err != nil {
+		return m, nil, err
+	}
+	switch numbers {
+	case "preserve":
+	case "float":
+		m.floatNumbers = true
+	default:
+		return m, nil, fmt.Errorf("field %s: %q is not preserve or float", rtpFieldNumbers, numbers)
+	}
+
+	nested, err := conf.FieldString(rtpFieldNestedValues)
+	if err != nil {
+		return m, nil, err
+	}
+	switch nested {
+	case "json":
+	case "drop":
+		m.dropNested = true
+	default:
+		return m, nil, fmt.Errorf("field %s: %q is not json or drop", rtpFieldNestedValues, nested)
+	}
+
+	precision, err := conf.FieldString(rtpFieldPrecision)
+	if err != nil {
+		return m, nil, err
+	}
+	unit, ok := rtpPrecisions[strings.TrimSpace(precision)]
+	if !ok {
+		return m, nil, fmt.Errorf("field %s: %q is not s, ms, us or ns", rtpFieldPrecision, precision)
+	}
+	m.precisionNs = unit
+
+	source, err := conf.FieldString(rtpFieldTimeSource)
+	if err != nil {
+		return m, nil, err
+	}
+	switch source {
+	case "message":
+	case "kafka":
+		m.kafkaTime = true
+	default:
+		return m, nil, fmt.Errorf("field %s: %q is not message or kafka", rtpFieldTimeSource, source)
+	}
+
+	reserved, err := conf.FieldString(rtpFieldReservedKeys)
+	if err != nil {
+		return m, nil, err
+	}
+	if m.reservedPrefix, err = conf.FieldString(rtpFieldReservedKeyPrefix); err != nil {
+		return m, nil, err
+	}
+	switch reserved {
+	case "reject":
+	case "rename":
+		m.renameReserved = true
+		if lineprotocol.IsReservedKey(m.reservedPrefix) || m.reservedPrefix == "" {
+			return m, nil, fmt.Errorf("field %s: %q must be non-empty and must not start with _", rtpFieldReservedKeyPrefix, m.reservedPrefix)
+		}
+		if why := lineprotocol.CheckName(m.reservedPrefix + "a"); why != "" {
+			return m, nil, fmt.Errorf("field %s: %q %s", rtpFieldReservedKeyPrefix, m.reservedPrefix, why)
+		}
+	default:
+		return m, nil, fmt.Errorf("field %s: %q is not reject or rename", rtpFieldReservedKeys, reserved)
+	}
+	return m, measurement, nil
+}
+
+// rtpSpan locates one message's results in the batch's shared buffers.
+type rtpSpan struct {
+	lineStart, lineEnd int
+	origStart, origEnd int
+	idStart, idEnd     int
+	nonFinite          int
+	filtered           bool
+	err                *mappingError
+}
+
+// ProcessBatch maps every message of the batch. Lines go into one buffer and
+// the metadata text into one string, so a batch costs a few allocations
+// whatever its size, besides the engine's per-message metadata entries.
+func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	st := p.states.Get().(*mapState)
+	defer p.states.Put(st)
+
+	total := 0
+	for _, msg := range batch {
+		if b, err := msg.AsBytes(); err == nil {
+			total += len(b)
+		}
+	}
+	lines := make([]byte, 0, total+32*len(batch))
+	meta := make([]byte, 0, total+48*len(batch))
+	spans := make([]rtpSpan, len(batch))
+
+	for i, msg := range batch {
+		sp := &spans[i]
+		in, err := msg.AsBytes()
+		if err != nil {
+			in = nil
+		}
+		rec := recordMetaOf(msg)
+		var measure func([]byte) (string, error)
+		if p.measurement != nil {
+			measure = func(original []byte) (string, error) {
+				tmp := msg.Copy()
+				tmp.SetBytes(bytes.Clone(original))
+				return p.measurement.TryString(tmp)
+			}
+		}
+		sp.lineStart = len(lines)
+		var res mapOutcome
+		lines, res = p.mapper.mapReading(st, in, rec, lines, measure)
+		sp.lineEnd = len(lines)
+		sp.origStart = len(meta)
+		meta = append(meta, res.original...)
+		sp.origEnd = len(meta)
+		sp.idStart = len(meta)
+		meta = append(meta, res.requestID...)
+		sp.idEnd = len(meta)
+		sp.filtered, sp.nonFinite, sp.err = res.filtered, res.nonFinite, res.err
+	}
+
+	metaText := string(meta)
+	out := make(service.MessageBatch, 0, len(batch))
+	var mapped, filtered, decodeErrs, validationErrs, nonFinite int64
+	for i, msg := range batch {
+		sp := &spans[i]
+		msg.MetaSetMut(rtpMetaOriginal, metaText[sp.origStart:sp.origEnd])
+		requestID := metaText[sp.idStart:sp.idEnd]
+		msg.MetaSetMut(rtpMetaRequestID, requestID)
+		if sp.nonFinite > 0 {
+			nonFinite += int64(sp.nonFinite)
+			p.logNonFinite(requestID, sp.nonFinite)
+		}
+		switch {
+		case sp.err != nil:
+			if sp.err.kind == kindDecode {
+				decodeErrs++
+			} else {
+				validationErrs++
+			}
+			p.log.With("request_id", requestID).Debugf("reading_to_point: %v", sp.err)
+			msg.SetError(sp.err)
+			out = append(out, msg)
+		case sp.filtered:
+			filtered++
+		default:
+			mapped++
+			msg.SetBytes(lines[sp.lineStart:sp.lineEnd:sp.lineEnd])
+			out = append(out, msg)
+		}
+	}
+	if mapped > 0 {
+		p.mMapped.Incr(mapped)
+	}
+	if filtered > 0 {
+		p.mFiltered.Incr(filtered)
+	}
+	if decodeErrs > 0 {
+		p.mRejected.Incr(decodeErrs, kindDecode)
+	}
+	if validationErrs > 0 {
+		p.mRejected.Incr(validationErrs, kindValidation)
+	}
+	if nonFinite > 0 {
+		p.mNonFinite.Incr(nonFinite)
+	}
+	if len(out) == 0 {
+		// Every message was filtered: returning no batch acknowledges them.
+		return nil, nil
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+// Close releases nothing: the processor holds no connections.
+func (p *readingToPoint) Close(ctx context.Context) error { return nil }
+
+// recordMetaOf reads what the mapper needs from the kafka input's metadata;
+// the values may be strings or numbers depending on the input.
+func recordMetaOf(msg *service.Message) recordMeta {
+	var rec recordMeta
+	if v, ok := msg.MetaGetMut(rtpMetaKafkaTimestampMs); ok {
+		switch t := v.(type) {
+		case string:
+			if n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64); err == nil {
+				rec.timestampMs, rec.hasTimestampMs = n, true
+			}
+		case int64:
+			rec.timestampMs, rec.hasTimestampMs = t, true
+		case int:
+			rec.timestampMs, rec.hasTimestampMs = int64(t), true
+		case int32:
+			rec.timestampMs, rec.hasTimestampMs = int64(t), true
+		case uint64:
+			rec.timestampMs, rec.hasTimestampMs = int64(t), t <= 1<<62
+		case float64:
+			rec.timestampMs, rec.hasTimestampMs = int64(t), t == float64(int64(t))
+		}
+	}
+	if v, ok := msg.MetaGetMut(rtpMetaKafkaKey); ok {
+		switch t := v.(type) {
+		case string:
+			rec.key, rec.hasKey = t, t != ""
+		case []byte:
+			rec.key, rec.hasKey = string(t), len(t) > 0
+		}
+	}
+	return rec
+}
+
+// nonFiniteSummary rate-limits the info-level report of skipped non-finite
+// values; every occurrence is still logged at debug level.
+type nonFiniteSummary struct {
+	mu            sync.Mutex
+	last          time.Time
+	values, msgs  int64
+	lastRequestID string
+}
+
+func (p *readingToPoint) logNonFinite(requestID string, n int) {
+	p.log.With("request_id", requestID).Debugf("reading_to_point: skipped %d non-finite value(s) (NaN/Infinity)", n)
+	s := &p.nonFiniteLog
+	s.mu.Lock()
+	s.values += int64(n)
+	s.msgs++
+	s.lastRequestID = requestID
+	now := time.Now()
+	if now.Sub(s.last) < rtpNonFiniteLogEvery {
+		s.mu.Unlock()
+		return
+	}
+	values, msgs, id := s.values, s.msgs, s.lastRequestID
+	s.values, s.msgs, s.last = 0, 0, now
+	s.mu.Unlock()
+	p.log.With("request_id", id).Infof("reading_to_point: skipped %d non-finite value(s) (NaN/Infinity) in %d message(s) since the last report; the other values were stored", values, msgs)
+}

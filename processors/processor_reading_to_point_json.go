@@ -1,0 +1,220 @@
+package processors
+
+import (
+	"bytes"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// Python's json.dumps writes non-finite floats as the bare tokens NaN, Infinity
+// and -Infinity, which are not JSON. fastjson's parser reads NaN, Inf and -Inf
+// as numbers but not Infinity, and its validator reads none of them, so a
+// message holding them is rewritten twice before decoding: once with every
+// token replaced by null (strict JSON, validated, and kept as the original
+// message for the error branch), and once with Infinity shortened to Inf padded
+// with spaces (same structure, parsed to find which values were non-finite).
+
+var (
+	tokNaN    = []byte("NaN")
+	tokInf    = []byte("Infinity")
+	tokNegInf = []byte("-Infinity")
+)
+
+// hasPythonTokens is the cheap test run only on input that failed validation.
+func hasPythonTokens(b []byte) bool {
+	return bytes.Contains(b, tokNaN) || bytes.Contains(b, tokInf)
+}
+
+// rewritePythonTokens replaces the Python tokens found outside JSON strings:
+// asNull receives the input with each token replaced by null, forParse the input
+// with Infinity written as Inf (NaN and -Inf stay, fastjson reads them). found
+// reports whether any token was replaced. A token glued to other characters is
+// left alone so that the strict validation that follows still rejects it.
+func rewritePythonTokens(in, asNull, forParse []byte) (nullOut, parseOut []byte, found bool) {
+	nullOut, parseOut = asNull[:0], forParse[:0]
+	inString := false
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		if inString {
+			if c == '\\' && i+1 < len(in) {
+				nullOut = append(nullOut, c, in[i+1])
+				parseOut = append(parseOut, c, in[i+1])
+				i++
+				continue
+			}
+			if c == '"' {
+				inString = false
+			}
+			nullOut = append(nullOut, c)
+			parseOut = append(parseOut, c)
+			continue
+		}
+		if c == '"' {
+			inString = true
+		}
+		if c == 'N' || c == 'I' || c == '-' {
+			var tok []byte
+			switch {
+			case bytes.HasPrefix(in[i:], tokNaN):
+				tok = tokNaN
+			case bytes.HasPrefix(in[i:], tokInf):
+				tok = tokInf
+			case bytes.HasPrefix(in[i:], tokNegInf):
+				tok = tokNegInf
+			}
+			if tok != nil && tokenBoundary(in, i-1) && tokenBoundary(in, i+len(tok)) {
+				nullOut = append(nullOut, "null"...)
+				switch len(tok) {
+				case len(tokNaN):
+					parseOut = append(parseOut, "NaN"...)
+				case len(tokInf):
+					parseOut = append(parseOut, "Inf     "...)
+				default:
+					parseOut = append(parseOut, "-Inf     "...)
+				}
+				i += len(tok) - 1
+				found = true
+				continue
+			}
+		}
+		nullOut = append(nullOut, c)
+		parseOut = append(parseOut, c)
+	}
+	return nullOut, parseOut, found
+}
+
+// tokenBoundary reports whether position i (possibly out of range) is a place
+// where a JSON value may begin or end: outside the input, whitespace or a
+// structural character.
+func tokenBoundary(in []byte, i int) bool {
+	if i < 0 || i >= len(in) {
+		return true
+	}
+	switch in[i] {
+	case ' ', '\t', '\n', '\r', ',', ':', '[', ']', '{', '}':
+		return true
+	}
+	return false
+}
+
+// isNonFiniteLiteral reports whether a fastjson number literal is one of the
+// non-finite tokens (NaN, Inf, -Inf after rewriting).
+func isNonFiniteLiteral(lit []byte) bool {
+	if len(lit) == 0 {
+		return false
+	}
+	c := lit[0]
+	if c == '-' && len(lit) > 1 {
+		c = lit[1]
+	}
+	return c == 'N' || c == 'n' || c == 'I' || c == 'i'
+}
+
+// rawLiteral returns the source text of a scalar fastjson value (a number's
+// literal as written), appended to scratch.
+func rawLiteral(v *fastjson.Value, scratch []byte) []byte {
+	return v.MarshalTo(scratch[:0])
+}
+
+// appendJSON appends v as compact JSON text: number literals as written,
+// non-finite numbers as null, strings re-escaped. fastjson's own MarshalTo would
+// copy NaN through and quotes unescaped strings Go-style, neither of which is
+// JSON.
+func appendJSON(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		dst = append(dst, '{')
+		first := true
+		o.Visit(func(k []byte, item *fastjson.Value) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendJSONString(dst, b2s(k))
+			dst = append(dst, ':')
+			dst = appendJSON(dst, item)
+		})
+		return append(dst, '}')
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		dst = append(dst, '[')
+		for i, item := range a {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSON(dst, item)
+		}
+		return append(dst, ']')
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		return appendJSONString(dst, b2s(s))
+	case fastjson.TypeNumber:
+		start := len(dst)
+		dst = v.MarshalTo(dst)
+		if isNonFiniteLiteral(dst[start:]) {
+			return append(dst[:start], "null"...)
+		}
+		return dst
+	case fastjson.TypeTrue:
+		return append(dst, "true"...)
+	case fastjson.TypeFalse:
+		return append(dst, "false"...)
+	default:
+		return append(dst, "null"...)
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD so
+// the result is always valid JSON.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, "\uFFFD"...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// appendRawObject appends {"raw":"<in as text>"}: how a message that is not a
+// JSON object travels to the error branch.
+func appendRawObject(dst, in []byte) []byte {
+	dst = append(dst, `{"raw":`...)
+	dst = appendJSONString(dst, b2s(in))
+	return append(dst, '}')
+}

@@ -1,0 +1,730 @@
+package processors
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
+)
+
+// pointMapper turns one stage-2 reading (the raw Kafka value) into one
+// line-protocol line. It holds only configuration, so one mapper serves every
+// goroutine; the per-call scratch lives in a mapState.
+type pointMapper struct {
+	floatNumbers   bool  // numbers: float
+	dropNested     bool  // nested_values: drop
+	kafkaTime      bool  // time_source: kafka
+	precisionNs    int64 // precision as a multiple of nanoseconds
+	renameReserved bool  // reserved_keys: rename
+	reservedPrefix string
+	tags           []tagSpec // sorted by key, as InfluxDB prefers
+}
+
+// tagSpec is one configured tag: its key and the path of its value.
+type tagSpec struct {
+	key  string
+	path []string
+	desc string // the dotted path, for error messages
+}
+
+// mapState is the scratch one goroutine reuses from message to message, so the
+// hot path allocates nothing for parsing.
+type mapState struct {
+	parser   fastjson.Parser
+	nullBuf  []byte // input with Python tokens as null
+	parseBuf []byte // input with Python tokens as fastjson reads them
+	scratch  []byte // literal text and conversions
+	textBuf  []byte // JSON text of nested values
+	names    []string
+}
+
+// recordMeta is what the mapper needs from the Kafka record.
+type recordMeta struct {
+	timestampMs    int64
+	hasTimestampMs bool
+	key            string
+	hasKey         bool
+}
+
+// mapOutcome reports what happened to one message besides its line.
+type mapOutcome struct {
+	// original is the message as valid JSON text; it may alias the input or
+	// the state's buffers, so the caller copies it before the next call.
+	original []byte
+	// requestID is the input's request_id, or the record key, or "", already
+	// a string of its own.
+	requestID string
+	// filtered is set when no value of the message is to be stored.
+	filtered bool
+	// nonFinite counts values skipped because they were NaN or ±Infinity.
+	nonFinite int
+	err       *mappingError
+}
+
+// mappingError is a message's own failure. Its text starts with its kind
+// (decode, validation), which the error branch and the metrics use.
+type mappingError struct {
+	kind string
+	msg  string
+}
+
+const (
+	kindDecode     = "decode"
+	kindValidation = "validation"
+)
+
+func (e *mappingError) Error() string { return e.kind + ": " + e.msg }
+
+func decodeErr(msg string) *mappingError { return &mappingError{kind: kindDecode, msg: msg} }
+
+func validationErr(msg string) *mappingError {
+	return &mappingError{kind: kindValidation, msg: msg}
+}
+
+// declaredType is one entry of metadata.datatype_type.
+type declaredType uint8
+
+const (
+	declNone declaredType = iota
+	declNumber
+	declInteger
+	declBoolean
+	declString
+)
+
+var declNames = [...]string{"", "number", "integer", "boolean", "string"}
+
+// valueNames avoids formatting value_{i} for the usual message sizes.
+var valueNames = func() []string {
+	n := make([]string, 64)
+	for i := range n {
+		n[i] = "value_" + strconv.Itoa(i)
+	}
+	return n
+}()
+
+func valueName(i int) string {
+	if i < len(valueNames) {
+		return valueNames[i]
+	}
+	return "value_" + strconv.Itoa(i)
+}
+
+// b2s views parser-owned bytes as a string without copying; the result is
+// valid until the state parses the next message.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// mapReading appends the line for in to out and returns it with the outcome.
+// On error or when filtered, out is returned unchanged. measure, when not nil,
+// computes the measurement from the original JSON (a configured interpolation).
+func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []byte, measure func(original []byte) (string, error)) ([]byte, mapOutcome) {
+	var res mapOutcome
+	src := in
+	res.original = in
+	if verr := fastjson.ValidateBytes(in); verr != nil {
+		found := false
+		if hasPythonTokens(in) {
+			st.nullBuf, st.parseBuf, found = rewritePythonTokens(in, st.nullBuf, st.parseBuf)
+		}
+		if !found || fastjson.ValidateBytes(st.nullBuf) != nil {
+			res.original = appendRawObject(st.nullBuf[:0], in)
+			st.nullBuf = res.original
+			res.requestID = keyRequestID(rec)
+			res.err = decodeErr("message is not JSON: " + oneLine(verr.Error()))
+			return out, res
+		}
+		res.original = st.nullBuf
+		src = st.parseBuf
+	}
+	if !utf8.Valid(in) {
+		res.original = appendRawObject(st.nullBuf[:0], in)
+		st.nullBuf = res.original
+		res.requestID = keyRequestID(rec)
+		res.err = decodeErr("message is not valid UTF-8 text")
+		return out, res
+	}
+	root, perr := st.parser.ParseBytes(src)
+	if perr != nil {
+		// Valid JSON that fastjson refuses: nesting deeper than it allows.
+		res.original = appendRawObject(st.nullBuf[:0], in)
+		st.nullBuf = res.original
+		res.requestID = keyRequestID(rec)
+		res.err = decodeErr("message cannot be decoded: " + oneLine(perr.Error()))
+		return out, res
+	}
+	if t := root.Type(); t != fastjson.TypeObject {
+		res.original = appendRawObject(st.nullBuf[:0], in)
+		st.nullBuf = res.original
+		res.requestID = keyRequestID(rec)
+		res.err = decodeErr("message is a JSON " + t.String() + ", expected an object")
+		return out, res
+	}
+
+	var requestID, timestamp, deviceID, values, labels, label, metadata *fastjson.Value
+	obj, _ := root.Object()
+	// Visit keeps the last of duplicate keys, as Python's json.loads does.
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		switch string(k) {
+		case "request_id":
+			requestID = v
+		case "timestamp":
+			timestamp = v
+		case "device_id":
+			deviceID = v
+		case "values":
+			values = v
+		case "labels":
+			labels = v
+		case "label":
+			label = v
+		case "metadata":
+			metadata = v
+		}
+	})
+	if requestID != nil && requestID.Type() == fastjson.TypeString {
+		if s, _ := requestID.StringBytes(); len(s) > 0 {
+			res.requestID = string(s)
+		}
+	}
+	if res.requestID == "" {
+		res.requestID = keyRequestID(rec)
+	}
+
+	start := len(out)
+	var err *mappingError
+	out, res.filtered, res.nonFinite, err = m.appendPoint(st, root, out, rec, fields{
+		timestamp: timestamp, deviceID: deviceID, values: values,
+		labels: labels, label: label, metadata: metadata,
+	}, measure, res.original)
+	if err != nil || res.filtered {
+		out = out[:start]
+	}
+	res.err = err
+	return out, res
+}
+
+// fields are the top-level members of a reading the mapping reads.
+type fields struct {
+	timestamp, deviceID, values, labels, label, metadata *fastjson.Value
+}
+
+func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte, rec recordMeta, f fields, measure func([]byte) (string, error), original []byte) ([]byte, bool, int, *mappingError) {
+	// device_id is part of the contract whatever the measurement is.
+	if f.deviceID == nil {
+		return out, false, 0, validationErr("device_id is missing")
+	}
+	if f.deviceID.Type() != fastjson.TypeString {
+		return out, false, 0, validationErr("device_id is " + describe(f.deviceID) + ", expected a non-empty string")
+	}
+	deviceBytes, _ := f.deviceID.StringBytes()
+	device := b2s(deviceBytes)
+	if device == "" {
+		return out, false, 0, validationErr("device_id is empty")
+	}
+	if f.values == nil {
+		return out, false, 0, validationErr("values is missing")
+	}
+	if f.values.Type() != fastjson.TypeArray {
+		return out, false, 0, validationErr("values is " + describe(f.values) + ", expected an array")
+	}
+	vals, _ := f.values.Array()
+
+	// labels wins over the older singular label; null counts as absent.
+	names, namesKey := f.labels, "labels"
+	if names == nil || names.Type() == fastjson.TypeNull {
+		names, namesKey = f.label, "label"
+	}
+	var nameList []*fastjson.Value
+	if names != nil && names.Type() != fastjson.TypeNull {
+		if names.Type() != fastjson.TypeArray {
+			return out, false, 0, validationErr(namesKey + " is " + describe(names) + ", expected an array of strings or null")
+		}
+		nameList, _ = names.Array()
+		if len(nameList) != len(vals) {
+			return out, false, 0, validationErr(namesKey + " has " + strconv.Itoa(len(nameList)) + " entries, values has " + strconv.Itoa(len(vals)))
+		}
+	}
+
+	var persistAll = true
+	var persistList, typeList []*fastjson.Value
+	if md := f.metadata; md != nil && md.Type() != fastjson.TypeNull {
+		if md.Type() != fastjson.TypeObject {
+			return out, false, 0, validationErr("metadata is " + describe(md) + ", expected an object or null")
+		}
+		if p := md.Get("persist"); p != nil {
+			switch p.Type() {
+			case fastjson.TypeTrue, fastjson.TypeNull:
+			case fastjson.TypeFalse:
+				persistAll = false
+			case fastjson.TypeArray:
+				persistList, _ = p.Array()
+			default:
+				return out, false, 0, validationErr("metadata.persist is " + describe(p) + ", expected a boolean or a list of booleans")
+			}
+		}
+		if t := md.Get("datatype_type"); t != nil {
+			switch t.Type() {
+			case fastjson.TypeNull:
+			case fastjson.TypeArray:
+				typeList, _ = t.Array()
+			default:
+				return out, false, 0, validationErr("metadata.datatype_type is " + describe(t) + ", expected a list of number, integer, boolean or string")
+			}
+		}
+	}
+
+	ts, terr := m.timestamp(f.timestamp, rec)
+	if terr != nil {
+		return out, false, 0, terr
+	}
+
+	// Measurement and tags first: they come first on the line.
+	measurement := device
+	what := "device_id"
+	if measure != nil {
+		s, err := measure(original)
+		if err != nil {
+			return out, false, 0, validationErr("measurement interpolation failed: " + oneLine(err.Error()))
+		}
+		measurement, what = s, "measurement"
+	}
+	if why := lineprotocol.CheckName(measurement); why != "" {
+		return out, false, 0, validationErr(what + " " + quoteForError(measurement) + " " + why)
+	}
+	out = lineprotocol.AppendMeasurement(out, measurement)
+	for i := range m.tags {
+		tag := &m.tags[i]
+		var err *mappingError
+		out, err = m.appendTag(st, root, tag, out)
+		if err != nil {
+			return out, false, 0, err
+		}
+	}
+
+	st.names = st.names[:0]
+	nonFinite := 0
+	written := 0
+	for i, v := range vals {
+		if persistList != nil {
+			if i < len(persistList) {
+				switch persistList[i].Type() {
+				case fastjson.TypeFalse:
+					continue
+				case fastjson.TypeTrue, fastjson.TypeNull:
+				default:
+					return out, false, 0, validationErr("metadata.persist[" + strconv.Itoa(i) + "] is " + describe(persistList[i]) + ", expected a boolean")
+				}
+			}
+		} else if !persistAll {
+			continue
+		}
+		decl := declNone
+		if i < len(typeList) {
+			var err *mappingError
+			if decl, err = parseDeclared(typeList[i], i); err != nil {
+				return out, false, 0, err
+			}
+		}
+
+		// Field name: the label, or value_{i} when there is none.
+		name, fromLabel := "", false
+		if nameList != nil {
+			switch nameList[i].Type() {
+			case fastjson.TypeString:
+				b, _ := nameList[i].StringBytes()
+				name, fromLabel = b2s(b), true
+			case fastjson.TypeNull:
+			default:
+				return out, false, 0, validationErr(namesKey + "[" + strconv.Itoa(i) + "] is " + describe(nameList[i]) + ", expected a string or null")
+			}
+		}
+		if name == "" {
+			name, fromLabel = valueName(i), false
+		}
+		reserved := lineprotocol.IsReservedKey(name)
+		if reserved && m.renameReserved {
+			name = m.reservedPrefix + name
+		}
+
+		fieldStart := len(out)
+		if written == 0 {
+			out = append(out, ' ')
+		} else {
+			out = append(out, ',')
+		}
+		out = lineprotocol.AppendKey(out, name)
+		out = append(out, '=')
+		var skip, nf bool
+		var err *mappingError
+		out, skip, nf, err = m.appendValue(st, out, v, decl, i)
+		if err != nil {
+			return out, false, 0, err
+		}
+		if skip {
+			if nf {
+				nonFinite++
+			}
+			out = out[:fieldStart]
+			continue
+		}
+		// The name only matters for a value that is stored.
+		where := "values[" + strconv.Itoa(i) + "]"
+		if fromLabel {
+			where = namesKey + "[" + strconv.Itoa(i) + "]"
+		}
+		if reserved && !m.renameReserved {
+			return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") is a key InfluxDB reserves; rename it upstream or set reserved_keys: rename to store it as " + quoteForError(m.reservedPrefix+name))
+		}
+		if why := lineprotocol.CheckName(name); why != "" {
+			return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") " + why)
+		}
+		for _, prev := range st.names {
+			if prev == name {
+				return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") appears more than once in the message")
+			}
+		}
+		for j := range m.tags {
+			if m.tags[j].key == name {
+				return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") is also a configured tag key")
+			}
+		}
+		st.names = append(st.names, name)
+		written++
+	}
+	if written == 0 {
+		return out, true, nonFinite, nil
+	}
+	out = lineprotocol.AppendTimestamp(out, ts)
+	return out, false, nonFinite, nil
+}
+
+func parseDeclared(v *fastjson.Value, i int) (declaredType, *mappingError) {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return declNone, nil
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		switch string(b) {
+		case "number":
+			return declNumber, nil
+		case "integer":
+			return declInteger, nil
+		case "boolean":
+			return declBoolean, nil
+		case "string":
+			return declString, nil
+		}
+	}
+	return declNone, validationErr("metadata.datatype_type[" + strconv.Itoa(i) + "] is " + describe(v) + ", expected number, integer, boolean or string")
+}
+
+// appendValue appends the field value of v (without its key). skip reports a
+// value that is not stored (null, non-finite, dropped nested value); nonFinite
+// tells which of those were NaN or infinite.
+func (m *pointMapper) appendValue(st *mapState, out []byte, v *fastjson.Value, decl declaredType, i int) (_ []byte, skip, nonFinite bool, _ *mappingError) {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return out, true, false, nil
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		b := v.Type() == fastjson.TypeTrue
+		switch decl {
+		case declNone, declBoolean:
+			return lineprotocol.AppendBool(out, b), false, false, nil
+		case declString:
+			return lineprotocol.AppendString(out, strconv.FormatBool(b)), false, false, nil
+		}
+		return out, false, false, declErr(i, v, decl)
+	case fastjson.TypeNumber:
+		st.scratch = rawLiteral(v, st.scratch)
+		lit := b2s(st.scratch)
+		if isNonFiniteLiteral(st.scratch) {
+			return out, true, true, nil
+		}
+		isInt := strings.IndexAny(lit, ".eE") < 0
+		switch decl {
+		case declNone:
+			if isInt {
+				if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
+					return m.appendInt(out, n), false, false, nil
+				}
+			}
+			f, _ := strconv.ParseFloat(lit, 64)
+			if math.IsInf(f, 0) {
+				// A finite literal beyond float64 reads as infinity, as in Python.
+				return out, true, true, nil
+			}
+			return lineprotocol.AppendFloat(out, f), false, false, nil
+		case declNumber:
+			f, _ := strconv.ParseFloat(lit, 64)
+			if math.IsInf(f, 0) {
+				return out, true, true, nil
+			}
+			return lineprotocol.AppendFloat(out, f), false, false, nil
+		case declInteger:
+			n, ok := integral(lit, isInt)
+			if !ok {
+				return out, false, false, declErr(i, v, decl)
+			}
+			return m.appendInt(out, n), false, false, nil
+		case declString:
+			return lineprotocol.AppendString(out, lit), false, false, nil
+		}
+		return out, false, false, declErr(i, v, decl)
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		s := b2s(b)
+		switch decl {
+		case declNone:
+			if f, ok := numericString(s); ok {
+				return lineprotocol.AppendFloat(out, f), false, false, nil
+			}
+			return appendStringField(out, s, i)
+		case declString:
+			return appendStringField(out, s, i)
+		case declNumber:
+			if f, ok := numericString(s); ok {
+				return lineprotocol.AppendFloat(out, f), false, false, nil
+			}
+		case declInteger:
+			t := trimSpace(s)
+			if looksNumeric(t) {
+				if n, ok := integral(t, strings.IndexAny(t, ".eE") < 0); ok {
+					return m.appendInt(out, n), false, false, nil
+				}
+			}
+		case declBoolean:
+			t := trimSpace(s)
+			if strings.EqualFold(t, "true") {
+				return lineprotocol.AppendBool(out, true), false, false, nil
+			}
+			if strings.EqualFold(t, "false") {
+				return lineprotocol.AppendBool(out, false), false, false, nil
+			}
+		}
+		return out, false, false, declErr(i, v, decl)
+	default: // object or array
+		if decl != declNone && decl != declString {
+			return out, false, false, declErr(i, v, decl)
+		}
+		if m.dropNested && decl == declNone {
+			return out, true, false, nil
+		}
+		st.textBuf = appendJSON(st.textBuf[:0], v)
+		return appendStringField(out, b2s(st.textBuf), i)
+	}
+}
+
+func appendStringField(out []byte, s string, i int) ([]byte, bool, bool, *mappingError) {
+	if len(s) > lineprotocol.MaxStringFieldLen {
+		return out, false, false, validationErr("values[" + strconv.Itoa(i) + "] is a string of " + strconv.Itoa(len(s)) + " bytes, InfluxDB stores at most " + strconv.Itoa(lineprotocol.MaxStringFieldLen))
+	}
+	return lineprotocol.AppendString(out, s), false, false, nil
+}
+
+func (m *pointMapper) appendInt(out []byte, n int64) []byte {
+	if m.floatNumbers {
+		return lineprotocol.AppendFloat(out, float64(n))
+	}
+	return lineprotocol.AppendInt(out, n)
+}
+
+func declErr(i int, v *fastjson.Value, decl declaredType) *mappingError {
+	return validationErr("values[" + strconv.Itoa(i) + "] is " + describe(v) + ", which cannot be stored as " + declNames[decl] + " as metadata.datatype_type[" + strconv.Itoa(i) + "] declares")
+}
+
+// integral reads a numeric literal as an int64 when its value is a whole
+// number in range (21, 21.0, 2.1e1).
+func integral(lit string, isInt bool) (int64, bool) {
+	if isInt {
+		lit = strings.TrimPrefix(lit, "+")
+		n, err := strconv.ParseInt(lit, 10, 64)
+		return n, err == nil
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	// 2^63 is exactly representable, and the first float64 out of range.
+	if err != nil || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// numericString reports whether s, trimmed, is a finite decimal or exponent
+// number (what the earlier ingestor stored as a float), and its value.
+func numericString(s string) (float64, bool) {
+	t := trimSpace(s)
+	if !looksNumeric(t) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	return f, true
+}
+
+// looksNumeric accepts [+-] digits [. digits] [e [+-] digits], with digits on
+// at least one side of the point; it refuses what strconv would also take
+// (hex, underscores, inf, nan) because those were never numbers upstream.
+func looksNumeric(s string) bool {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	digitsBefore := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+		digitsBefore++
+	}
+	digitsAfter := 0
+	if i < len(s) && s[i] == '.' {
+		i++
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			digitsAfter++
+		}
+	}
+	if digitsBefore+digitsAfter == 0 {
+		return false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		expDigits := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			expDigits++
+		}
+		if expDigits == 0 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// trimSpace trims what Python's str.strip() trims from ASCII text.
+func trimSpace(s string) string {
+	return strings.Trim(s, " \t\n\r\f\v")
+}
+
+// timestamp returns the point's time in nanoseconds, truncated to the precision.
+func (m *pointMapper) timestamp(v *fastjson.Value, rec recordMeta) (int64, *mappingError) {
+	if !m.kafkaTime && v != nil && v.Type() != fastjson.TypeNull {
+		if v.Type() != fastjson.TypeString {
+			return 0, validationErr("timestamp is " + describe(v) + ", expected an ISO-8601 string")
+		}
+		b, _ := v.StringBytes()
+		if len(b) > 0 {
+			ns, err := parseISOTimestamp(b2s(b))
+			if err != nil {
+				return 0, validationErr("timestamp " + quoteForError(b2s(b)) + " " + err.Error())
+			}
+			return truncateTime(ns, m.precisionNs), nil
+		}
+	}
+	if !rec.hasTimestampMs {
+		if m.kafkaTime {
+			return 0, validationErr("time_source is kafka but the record has no kafka_timestamp_ms")
+		}
+		return 0, validationErr("timestamp is missing or empty and the record has no kafka_timestamp_ms to fall back on")
+	}
+	if rec.timestampMs > math.MaxInt64/1_000_000 || rec.timestampMs < math.MinInt64/1_000_000 {
+		return 0, validationErr("kafka_timestamp_ms " + strconv.FormatInt(rec.timestampMs, 10) + " is out of range")
+	}
+	return truncateTime(rec.timestampMs*1_000_000, m.precisionNs), nil
+}
+
+// appendTag appends ,key=value for a configured tag, or nothing when the value
+// is missing, null, empty or non-finite.
+func (m *pointMapper) appendTag(st *mapState, root *fastjson.Value, tag *tagSpec, out []byte) ([]byte, *mappingError) {
+	v := root.Get(tag.path...)
+	if v == nil {
+		return out, nil
+	}
+	var text string
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return out, nil
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		text = b2s(b)
+	case fastjson.TypeNumber:
+		st.scratch = rawLiteral(v, st.scratch)
+		if isNonFiniteLiteral(st.scratch) {
+			return out, nil
+		}
+		text = b2s(st.scratch)
+	case fastjson.TypeTrue:
+		text = "true"
+	case fastjson.TypeFalse:
+		text = "false"
+	default:
+		st.textBuf = appendJSON(st.textBuf[:0], v)
+		text = b2s(st.textBuf)
+	}
+	if text == "" {
+		return out, nil
+	}
+	if why := lineprotocol.CheckName(text); why != "" {
+		return out, validationErr("tag " + quoteForError(tag.key) + " from " + tag.desc + " " + quoteForError(text) + " " + why)
+	}
+	out = append(out, ',')
+	out = lineprotocol.AppendKey(out, tag.key)
+	out = append(out, '=')
+	return lineprotocol.AppendKey(out, text), nil
+}
+
+// keyRequestID is the request id used when the message has none: the record
+// key as text.
+func keyRequestID(rec recordMeta) string {
+	if !rec.hasKey {
+		return ""
+	}
+	return strings.ToValidUTF8(rec.key, "\uFFFD")
+}
+
+// describe names a JSON value's type (and short value) for error messages.
+func describe(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return "the string " + quoteForError(b2s(b))
+	case fastjson.TypeNumber:
+		return "the number " + quoteForError(v.String())
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
+	case fastjson.TypeNull:
+		return "null"
+	case fastjson.TypeArray:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+// quoteForError quotes s on one line, shortened to keep error records readable.
+func quoteForError(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// oneLine keeps an error text on one line.
+func oneLine(s string) string {
+	if strings.ContainsAny(s, "\r\n") {
+		s = strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
+	}
+	return s
+}

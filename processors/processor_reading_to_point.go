@@ -57,63 +57,63 @@ func readingToPointSpec() *service.ConfigSpec {
 		Summary("Maps a stage-2 reading (the JSON value of an `iot_validated_data` record) to one InfluxDB line-protocol point.").
 		Description(`
 The message content is replaced by one line of line protocol, without a trailing newline, whose
-timestamp is in nanoseconds (the InfluxDB output's default precision), truncated to ` + "`precision`" + `.
+timestamp is in nanoseconds (the InfluxDB output's default precision), truncated to `+"`precision`"+`.
 
 ### Default mapping
 
-This is the shape the earlier ingestor wrote and deployed dashboards query: measurement = ` + "`device_id`" + `;
-one field per entry of ` + "`values`" + `, named ` + "`labels[i]`" + ` (older messages: ` + "`label[i]`" + `; ` + "`labels`" + ` wins when both exist;
-a null or empty label, or no labels, gives ` + "`value_{i}`" + `, counted from 0); no tags; time = the message
-` + "`timestamp`" + `. Fields keep the order of ` + "`values`" + `.
+This is the shape the earlier ingestor wrote and deployed dashboards query: measurement = `+"`device_id`"+`;
+one field per entry of `+"`values`"+`, named `+"`labels[i]`"+` (older messages: `+"`label[i]`"+`; `+"`labels`"+` wins when both exist;
+a null or empty label, or no labels, gives `+"`value_{i}`"+`, counted from 0); no tags; time = the message
+`+"`timestamp`"+`. Fields keep the order of `+"`values`"+`.
 
-- ` + "`metadata.persist`" + ` false (a bool for the whole message, or a list with one flag per value) means the
+- `+"`metadata.persist`"+` false (a bool for the whole message, or a list with one flag per value) means the
   value is not stored; a missing flag means store.
-- Without ` + "`metadata.datatype_type[i]`" + `: an integer literal is an integer field (one beyond int64 a float), a
+- Without `+"`metadata.datatype_type[i]`"+`: an integer literal is an integer field (one beyond int64 a float), a
   number with a fraction or exponent a float, a boolean a boolean; a string that is a finite decimal or
   exponent number once spaces are trimmed is stored as a float (as the earlier ingestor did), any other
   string as a string; null is skipped; nested arrays and objects are stored as one compact JSON-text
   string field (non-finite numbers inside become null).
-- With ` + "`datatype_type[i]`" + ` it decides: ` + "`number`" + ` float, ` + "`integer`" + ` integer (from an integral number or numeric string),
-  ` + "`boolean`" + ` boolean (from a boolean or the strings true/false, any case), ` + "`string`" + ` the value's text. A value
-  that cannot take its declared type is a validation error. ` + "`persist`" + `/` + "`datatype_type`" + ` lists shorter than
-  ` + "`values`" + ` mean the defaults for the missing entries; longer ones are ignored beyond ` + "`values`" + `.
-- Timestamps are Python ` + "`isoformat()`" + ` output, with or without offset (none means UTC) and fraction; a
-  missing, null or empty ` + "`timestamp`" + ` means the Kafka record time (` + "`kafka_timestamp_ms`" + ` metadata).
+- With `+"`datatype_type[i]`"+` it decides: `+"`number`"+` float, `+"`integer`"+` integer (from an integral number or numeric string),
+  `+"`boolean`"+` boolean (from a boolean or the strings true/false, any case), `+"`string`"+` the value's text. A value
+  that cannot take its declared type is a validation error. `+"`persist`"+`/`+"`datatype_type`"+` lists shorter than
+  `+"`values`"+` mean the defaults for the missing entries; longer ones are ignored beyond `+"`values`"+`.
+- Timestamps are Python `+"`isoformat()`"+` output, with or without offset (none means UTC) and fraction; a
+  missing, null or empty `+"`timestamp`"+` means the Kafka record time (`+"`kafka_timestamp_ms`"+` metadata).
 
-Python writes non-finite floats as the bare tokens ` + "`NaN`, `Infinity`, `-Infinity`" + `: they are accepted, the
-values holding them are skipped, counted in ` + "`" + rtpMetricNonFinite + "`" + ` and logged (debug per message, an info
+Python writes non-finite floats as the bare tokens `+"`NaN`, `Infinity`, `-Infinity`"+`: they are accepted, the
+values holding them are skipped, counted in `+"`"+rtpMetricNonFinite+"`"+` and logged (debug per message, an info
 summary at most every 30s) with the request id. A message with nothing left to store (every value
 unpersisted, null, non-finite or dropped) is removed from the batch, which acknowledges it, and counted in
-` + "`" + rtpMetricFiltered + "`" + `.
+`+"`"+rtpMetricFiltered+"`"+`.
 
 ### Errors
 
-A message that cannot be mapped keeps its content and is marked with an error (route it with ` + "`catch`" + ` or a
-` + "`switch`" + ` output on ` + "`errored()`" + `). The text is one line starting with its kind:
+A message that cannot be mapped keeps its content and is marked with an error (route it with `+"`catch`"+` or a
+`+"`switch`"+` output on `+"`errored()`"+`). The text is one line starting with its kind:
 
-- ` + "`decode: `" + ` not JSON even after accepting the Python tokens, not valid UTF-8, or not a JSON object;
-- ` + "`validation: `" + ` the message breaks the contract: ` + "`device_id`" + ` missing, empty or not a string; ` + "`values`" + ` missing or
-  not an array; ` + "`labels`" + ` of another length than ` + "`values`" + `; a field name used twice; a timestamp that cannot
+- `+"`decode: `"+` not JSON even after accepting the Python tokens, not valid UTF-8, or not a JSON object;
+- `+"`validation: `"+` the message breaks the contract: `+"`device_id`"+` missing, empty or not a string; `+"`values`"+` missing or
+  not an array; `+"`labels`"+` of another length than `+"`values`"+`; a field name used twice; a timestamp that cannot
   be parsed; a value that cannot take its declared type; a name line protocol cannot carry (a newline or
-  other control character, a backslash before ` + "`,`, `=`, space or `\\`" + `, or at the end); a field key InfluxDB
-  reserves (` + "`time`" + `, a leading ` + "`_`" + `) unless ` + "`reserved_keys: rename`" + `; a string over 64 KiB.
+  other control character, a backslash before `+"`,`, `=`, space or `\\`"+`, or at the end); a field key InfluxDB
+  reserves (`+"`time`"+`, a leading `+"`_`"+`) unless `+"`reserved_keys: rename`"+`; a string over 64 KiB.
 
-Counted in ` + "`" + rtpMetricMapped + "`, `" + rtpMetricFiltered + "` and `" + rtpMetricRejected + "`" + ` (label ` + "`kind`" + `).
+Counted in `+"`"+rtpMetricMapped+"`, `"+rtpMetricFiltered+"` and `"+rtpMetricRejected+"`"+` (label `+"`kind`"+`).
 
 ### Metadata
 
 Every message, mapped or not, gets:
 
-- ` + "`" + rtpMetaOriginal + "`" + `: the original message as valid JSON text, for the error record's ` + "`original_message`" + `: the input
+- `+"`"+rtpMetaOriginal+"`"+`: the original message as valid JSON text, for the error record's `+"`original_message`"+`: the input
   unchanged when it is a valid JSON object; re-encoded with non-finite numbers as null when it held the
-  Python tokens; ` + "`{\"raw\":\"<input as text>\"}`" + ` when it is not a JSON object (invalid UTF-8 becomes U+FFFD).
-- ` + "`" + rtpMetaRequestID + "`" + `: the input's ` + "`request_id`" + ` when a non-empty string, else the ` + "`kafka_key`" + ` metadata as text, else empty.
+  Python tokens; `+"`{\"raw\":\"<input as text>\"}`"+` when it is not a JSON object (invalid UTF-8 becomes U+FFFD).
+- `+"`"+rtpMetaRequestID+"`"+`: the input's `+"`request_id`"+` when a non-empty string, else the `+"`kafka_key`"+` metadata as text, else empty.
 
 ### Line protocol
 
-Measurement, tag keys, tag values and field keys are escaped exactly (commas, spaces, ` + "`=`" + `); string values
-are double-quoted with ` + "`\"`" + ` and ` + "`\\`" + ` escaped. Line protocol cannot carry a line break in a string value:
-a newline is written as the two characters ` + "`\\n`" + ` (and a carriage return as ` + "`\\r`" + `), which InfluxDB stores as
+Measurement, tag keys, tag values and field keys are escaped exactly (commas, spaces, `+"`=`"+`); string values
+are double-quoted with `+"`\"`"+` and `+"`\\`"+` escaped. Line protocol cannot carry a line break in a string value:
+a newline is written as the two characters `+"`\\n`"+` (and a carriage return as `+"`\\r`"+`), which InfluxDB stores as
 a backslash and a letter.
 
 ### Performance

@@ -1,0 +1,553 @@
+package inputs
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
+)
+
+// waitFor bounds how long a test waits for the pipeline to get somewhere;
+// it is a failure deadline, not a performance assertion.
+const waitFor = 60 * time.Second
+
+func startBroker(t testing.TB, o devbroker.Options) *devbroker.Broker {
+	t.Helper()
+	b, err := devbroker.Start(o)
+	if err != nil {
+		t.Fatalf("starting the embedded broker: %v", err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+func newClient(t testing.TB, seeds []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("creating a test Kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// produceN writes n records key-i/value-i, spreading them round robin over
+// partitions, starting at index from.
+func produceN(t testing.TB, cl *kgo.Client, topic string, partitions int32, from, n int) {
+	t.Helper()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		idx := from + i
+		recs[i] = &kgo.Record{
+			Topic:     topic,
+			Partition: int32(idx) % partitions,
+			Key:       []byte(fmt.Sprintf("key-%d", idx)),
+			Value:     []byte(fmt.Sprintf(`{"n":%d}`, idx)),
+			Headers:   []kgo.RecordHeader{{Key: "origin", Value: []byte("test")}},
+		}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatalf("producing %d records to %s: %v", n, topic, err)
+	}
+}
+
+func manualProducer(t testing.TB, seeds []string, opts ...kgo.Opt) *kgo.Client {
+	return newClient(t, seeds, append([]kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
+}
+
+// committedOffsets reads the group's committed offsets of a topic.
+func committedOffsets(t testing.TB, cl *kgo.Client, group, topic string) map[int32]int64 {
+	t.Helper()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic = topic
+	for p := int32(0); p < 64; p++ {
+		rt.Partitions = append(rt.Partitions, p)
+	}
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kresp, err := cl.Request(ctx, req)
+	if err != nil {
+		t.Fatalf("fetching committed offsets of group %s: %v", group, err)
+	}
+	resp := kresp.(*kmsg.OffsetFetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		t.Fatalf("fetching committed offsets of group %s: %v", group, err)
+	}
+	out := map[int32]int64{}
+	for _, rtp := range resp.Topics {
+		for _, p := range rtp.Partitions {
+			if p.Offset >= 0 && p.ErrorCode == 0 {
+				out[p.Partition] = p.Offset
+			}
+		}
+	}
+	return out
+}
+
+// endOffsets lists each partition's high watermark.
+func endOffsets(t testing.TB, cl *kgo.Client, topic string, partitions int32) map[int32]int64 {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for p := int32(0); p < partitions; p++ {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = p
+		rp.Timestamp = -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	kresp, err := cl.Request(context.Background(), req)
+	if err != nil {
+		t.Fatalf("listing end offsets of %s: %v", topic, err)
+	}
+	out := map[int32]int64{}
+	for _, rtp := range kresp.(*kmsg.ListOffsetsResponse).Topics {
+		for _, p := range rtp.Partitions {
+			out[p.Partition] = p.Offset
+		}
+	}
+	return out
+}
+
+// delivery is one message as the pipeline's consumer saw it.
+type delivery struct {
+	key       string
+	value     string
+	topic     string
+	partition int
+	offset    int
+	header    string
+	tsMs      int64
+}
+
+// collector records every delivered message; fail, when set, decides per
+// batch whether to nack it.
+type collector struct {
+	mu   sync.Mutex
+	got  []delivery
+	fail func(batch []delivery) error
+}
+
+func (c *collector) consume(_ context.Context, batch service.MessageBatch) error {
+	ds := make([]delivery, len(batch))
+	for i, m := range batch {
+		b, _ := m.AsBytes()
+		d := delivery{value: string(b)}
+		d.key, _ = m.MetaGet(kfiMetaKey)
+		d.topic, _ = m.MetaGet(kfiMetaTopic)
+		d.header, _ = m.MetaGet("origin")
+		if v, ok := m.MetaGetMut(kfiMetaPartition); ok {
+			d.partition = v.(int)
+		}
+		if v, ok := m.MetaGetMut(kfiMetaOffset); ok {
+			d.offset = v.(int)
+		}
+		if v, ok := m.MetaGetMut(kfiMetaTimestampMs); ok {
+			d.tsMs = v.(int64)
+		}
+		ds[i] = d
+	}
+	c.mu.Lock()
+	fail := c.fail
+	c.mu.Unlock()
+	if fail != nil {
+		if err := fail(ds); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.got = append(c.got, ds...)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *collector) snapshot() []delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]delivery(nil), c.got...)
+}
+
+func (c *collector) uniqueKeys() map[string]int {
+	out := map[string]int{}
+	for _, d := range c.snapshot() {
+		out[d.key]++
+	}
+	return out
+}
+
+// runStream runs a stream with the given kafka_franz input config and the
+// collector as output; the returned function stops it gracefully.
+func runStream(t testing.TB, inputYAML string, c *collector) (stop func()) {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	if err := b.SetLoggerYAML("level: warn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddInputYAML(inputYAML); err != nil {
+		t.Fatalf("input config rejected: %v\n%s", err, inputYAML)
+	}
+	if err := b.AddBatchConsumerFunc(c.consume); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatalf("building the stream: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.Stop(ctx); err != nil {
+				t.Errorf("stopping the stream: %v", err)
+			}
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", waitFor, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func inputYAML(seeds []string, topic, group string, extra string) string {
+	return fmt.Sprintf(`
+kafka_franz:
+  seed_brokers: [ %q ]
+  topics: [ %q ]
+  consumer_group: %q
+  fetch_max_wait: 100ms
+  commit_period: 100ms
+  session_timeout: 10s
+  heartbeat_interval: 500ms
+  rebalance_timeout: 6s
+%s`, strings.Join(seeds, ","), topic, group, extra)
+}
+
+func requireKcat(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatalf("kcat not found on PATH: install it with `apt-get update && apt-get install -y kcat`")
+	}
+	return p
+}
+
+func TestKafkaFranzInputAllRecordsOnce(t *testing.T) {
+	const (
+		topic = "readings"
+		parts = 6
+		n     = 3000
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	prod := manualProducer(t, b.SeedBrokers())
+	produceN(t, prod, topic, parts, 0, n)
+
+	var c collector
+	stop := runStream(t, inputYAML(b.SeedBrokers(), topic, "g-once", ""), &c)
+	eventually(t, fmt.Sprintf("%d records", n), func() bool { return len(c.snapshot()) >= n })
+	stop()
+
+	got := c.snapshot()
+	if len(got) != n {
+		t.Fatalf("delivered %d messages, want exactly %d (no nack happened, so no redelivery is allowed)", len(got), n)
+	}
+	seen := map[string]bool{}
+	lastOffset := map[int]int{}
+	for _, d := range got {
+		if seen[d.key] {
+			t.Fatalf("key %s delivered twice", d.key)
+		}
+		seen[d.key] = true
+		idx, _ := strconv.Atoi(strings.TrimPrefix(d.key, "key-"))
+		if d.value != fmt.Sprintf(`{"n":%d}`, idx) || d.topic != topic || d.partition != idx%parts || d.header != "test" || d.tsMs <= 0 {
+			t.Fatalf("message %+v: content or metadata does not match what was produced", d)
+		}
+		if prev, ok := lastOffset[d.partition]; ok && d.offset <= prev {
+			t.Fatalf("partition %d: offset %d delivered after %d, want offset order", d.partition, d.offset, prev)
+		}
+		lastOffset[d.partition] = d.offset
+	}
+	// Shutdown commits everything acknowledged: the group is at the end.
+	admin := newClient(t, b.SeedBrokers())
+	committed := committedOffsets(t, admin, "g-once", topic)
+	ends := endOffsets(t, admin, topic, parts)
+	for p := int32(0); p < parts; p++ {
+		if committed[p] != ends[p] {
+			t.Errorf("partition %d: committed %d after shutdown, want the end offset %d", p, committed[p], ends[p])
+		}
+	}
+}
+
+func TestKafkaFranzInputNackRedeliversAndCommitNeverPassesIt(t *testing.T) {
+	const (
+		topic  = "nacks"
+		n      = 100
+		poison = 15 // offset of the rejected record; its batch is [10, 20)
+		group  = "g-nack"
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 1})
+	prod := manualProducer(t, b.SeedBrokers())
+	produceN(t, prod, topic, 1, 0, n)
+	admin := newClient(t, b.SeedBrokers())
+
+	var (
+		c          collector
+		mu         sync.Mutex
+		rejections int
+		release    = make(chan struct{})
+	)
+	c.fail = func(batch []delivery) error {
+		for _, d := range batch {
+			if d.offset != poison {
+				continue
+			}
+			select {
+			case <-release:
+				return nil
+			default:
+			}
+			mu.Lock()
+			rejections++
+			mu.Unlock()
+			return fmt.Errorf("rejecting offset %d", poison)
+		}
+		return nil
+	}
+	// Batches of 10 so that the batches after the rejected one are
+	// acknowledged while it is still being retried.
+	stop := runStream(t, inputYAML(b.SeedBrokers(), topic, group, `
+  batching:
+    count: 10
+`), &c)
+
+	eventually(t, "every batch but the rejected one to be delivered", func() bool {
+		return len(c.snapshot()) >= n-10
+	})
+	eventually(t, "the commit to reach the start of the rejected batch", func() bool {
+		return committedOffsets(t, admin, group, topic)[0] == 10
+	})
+	// While the batch keeps failing, the later batches are all acknowledged;
+	// sample the committed offset over many commit periods: it must never
+	// pass the rejected record.
+	for i := 0; i < 30; i++ {
+		if off := committedOffsets(t, admin, group, topic)[0]; off > poison {
+			t.Fatalf("committed offset %d passed offset %d, which was rejected and not yet redelivered", off, poison)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	if rejections < 2 {
+		t.Errorf("the rejected batch was attempted %d times, want it retried", rejections)
+	}
+	mu.Unlock()
+
+	close(release)
+	eventually(t, "the rejected batch to be redelivered and committed", func() bool {
+		return committedOffsets(t, admin, group, topic)[0] == n
+	})
+	stop()
+	keys := c.uniqueKeys()
+	if len(keys) != n {
+		t.Fatalf("delivered %d distinct records, want %d", len(keys), n)
+	}
+	for k, count := range keys {
+		if count != 1 {
+			t.Errorf("key %s accepted %d times, want once (only the rejected batch is retried)", k, count)
+		}
+	}
+}
+
+func TestKafkaFranzInputGroupTakeOver(t *testing.T) {
+	const (
+		topic = "shared"
+		parts = 6
+		group = "g-share"
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	prod := manualProducer(t, b.SeedBrokers())
+	admin := newClient(t, b.SeedBrokers())
+
+	var a, bb collector
+	stopA := runStream(t, inputYAML(b.SeedBrokers(), topic, group, ""), &a)
+	stopB := runStream(t, inputYAML(b.SeedBrokers(), topic, group, ""), &bb)
+
+	// Keep producing until both members have received records: the group
+	// has split the partitions between them.
+	produced := 0
+	eventually(t, "both members to receive records", func() bool {
+		produceN(t, prod, topic, parts, produced, parts*10)
+		produced += parts * 10
+		return len(a.snapshot()) > 0 && len(bb.snapshot()) > 0
+	})
+	partsOf := func(c *collector) map[int]bool {
+		out := map[int]bool{}
+		for _, d := range c.snapshot() {
+			out[d.partition] = true
+		}
+		return out
+	}
+	pa, pb := partsOf(&a), partsOf(&bb)
+	for p := range pa {
+		if pb[p] {
+			// A partition may move once while the second member joins;
+			// afterwards the split must be disjoint, checked below by
+			// the take-over.
+			t.Logf("partition %d was consumed by both members during the join rebalance", p)
+		}
+	}
+
+	// A leaves; B must take over A's partitions and nothing is lost.
+	stopA()
+	beforeB := len(bb.snapshot())
+	produceN(t, prod, topic, parts, produced, parts*50)
+	produced += parts * 50
+	eventually(t, "every produced record to be delivered", func() bool {
+		all := map[string]bool{}
+		for _, d := range a.snapshot() {
+			all[d.key] = true
+		}
+		for _, d := range bb.snapshot() {
+			all[d.key] = true
+		}
+		return len(all) == produced
+	})
+	after := map[int]bool{}
+	for _, d := range bb.snapshot()[beforeB:] {
+		after[d.partition] = true
+	}
+	if len(after) != parts {
+		t.Errorf("after the first member left, the second consumed partitions %v, want all %d", after, parts)
+	}
+	eventually(t, "the group to commit every partition to its end", func() bool {
+		committed := committedOffsets(t, admin, group, topic)
+		ends := endOffsets(t, admin, topic, parts)
+		for p := int32(0); p < parts; p++ {
+			if committed[p] != ends[p] {
+				return false
+			}
+		}
+		return true
+	})
+	stopB()
+	dups := len(a.snapshot()) + len(bb.snapshot()) - produced
+	t.Logf("%d records produced, %d delivered again across the rebalances", produced, dups)
+}
+
+func TestKafkaFranzInputConsumesKcatRecords(t *testing.T) {
+	kcat := requireKcat(t)
+	const topic = "from_kcat"
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 3})
+
+	var lines strings.Builder
+	want := map[string]string{}
+	for i := 0; i < 50; i++ {
+		k, v := fmt.Sprintf("dev-%d", i), fmt.Sprintf(`{"device_id": "dev-%d", "values": [%d.5]}`, i, i)
+		want[k] = v
+		fmt.Fprintf(&lines, "%s|%s\n", k, v)
+	}
+	cmd := exec.Command(kcat, "-b", b.Addr(), "-t", topic, "-P", "-K", "|", "-H", "origin=kcat")
+	cmd.Stdin = strings.NewReader(lines.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat producing to %s failed: %v\n%s", b.Addr(), err, out)
+	}
+
+	var c collector
+	stop := runStream(t, inputYAML(b.SeedBrokers(), topic, "g-kcat", ""), &c)
+	eventually(t, "the kcat records", func() bool { return len(c.snapshot()) >= len(want) })
+	stop()
+	got := c.snapshot()
+	if len(got) != len(want) {
+		t.Fatalf("delivered %d records, want %d", len(got), len(want))
+	}
+	for _, d := range got {
+		if want[d.key] != d.value || d.header != "kcat" || d.topic != topic {
+			t.Errorf("record key %q value %q header %q topic %q: does not match what kcat produced (%q)", d.key, d.value, d.header, d.topic, want[d.key])
+		}
+	}
+}
+
+// TestKafkaFranzInputTLSAndSCRAM runs the input against a broker that
+// requires TLS and SASL SCRAM-SHA-512.
+func TestKafkaFranzInputTLSAndSCRAM(t *testing.T) {
+	const topic = "secure"
+	mat, err := devbroker.SelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := mat.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 2, TLS: srvTLS, SASLUser: "ingestor", SASLPass: "s3cret"})
+	mech, err := kafkaclient.Mechanism("SCRAM-SHA-512", "ingestor", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod := manualProducer(t, b.SeedBrokers(), kgo.DialTLSConfig(mat.ClientConfig()), kgo.SASL(mech))
+	produceN(t, prod, topic, 2, 0, 40)
+
+	indented := "      " + strings.ReplaceAll(strings.TrimSpace(string(mat.CertPEM)), "\n", "\n      ")
+	secure := fmt.Sprintf(`
+  tls:
+    enabled: true
+    root_cas: |
+%s
+  sasl:
+    - mechanism: SCRAM-SHA-512
+      username: ingestor
+      password: s3cret
+`, indented)
+	var c collector
+	stop := runStream(t, inputYAML(b.SeedBrokers(), topic, "g-secure", secure), &c)
+	eventually(t, "records over TLS and SCRAM", func() bool { return len(c.snapshot()) >= 40 })
+	stop()
+	if got := len(c.uniqueKeys()); got != 40 {
+		t.Fatalf("delivered %d distinct records, want 40", got)
+	}
+
+	// Wrong password: the input must not connect.
+	bad := strings.Replace(secure, "password: s3cret", "password: wrong", 1)
+	conf, err := kafkaFranzInputSpec().ParseYAML(inputYAML(b.SeedBrokers(), topic, "g-secure", bad)[len("\nkafka_franz:\n"):], nil)
+	if err != nil {
+		t.Fatalf("parsing the config: %v", err)
+	}
+	in, err := newFranzInput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := in.Connect(ctx); err == nil {
+		t.Errorf("connecting with a wrong SCRAM password succeeded, want an error")
+	}
+	_ = in.Close(ctx)
+}

@@ -76,40 +76,40 @@ func kafkaFranzInputSpec() *service.ConfigSpec {
 		Summary("Consumes records from Kafka topics as a member of a consumer group, committing an offset only once every record up to it has been delivered.").
 		Description(`
 Built on the franz-go client. The partitions of the subscribed topics are shared among the
-members of ` + "`consumer_group`" + `; each partition is consumed by one member, in offset order,
+members of `+"`consumer_group`"+`; each partition is consumed by one member, in offset order,
 and partitions are consumed in parallel.
 
 ### Delivery guarantee
 
 At-least-once. Records are handed on in batches, one per partition fetch (or cut by the
-` + "`batching`" + ` policy, which is applied per partition). An offset is committed only when
+`+"`batching`"+` policy, which is applied per partition). An offset is committed only when
 the batch ending at it **and every earlier batch of the same partition** has been acknowledged
 by the output: a later batch acknowledged first does not move the commit past an earlier one
-still in flight. Commits are sent every ` + "`commit_period`" + `, when partitions are revoked
+still in flight. Commits are sent every `+"`commit_period`"+`, when partitions are revoked
 in a rebalance and on shutdown. After a crash, a rebalance or a restart, consumption resumes at
 the last commit, so records that were in flight are delivered again; nothing is skipped.
 
 A batch rejected downstream (nacked) is retried until it is delivered when
-` + "`auto_replay_nacks`" + ` is true (the default); with it false a rejected batch counts as done
+`+"`auto_replay_nacks`"+` is true (the default); with it false a rejected batch counts as done
 and its offsets are committed.
 
 ### Back pressure and connectivity
 
-At most ` + "`checkpoint_limit`" + ` records per partition are held between fetch and commit
+At most `+"`checkpoint_limit`"+` records per partition are held between fetch and commit
 (plus at most one fetch); beyond that fetching of the partition pauses until acknowledgements
 come back, so memory stays bounded when the output is slow. When no broker can be reached the
-input reports itself disconnected (the ` + "`/ready`" + ` endpoint answers 503) and reconnects by
+input reports itself disconnected (the `+"`/ready`"+` endpoint answers 503) and reconnects by
 itself, resuming where it was.
 
 ### Metadata
 
-Each message carries ` + "`" + kfiMetaKey + "`, `" + kfiMetaTopic + "`, `" + kfiMetaPartition + "`, `" + kfiMetaOffset + "`, `" + kfiMetaTimestampUnix + "`" + ` (seconds) and
-` + "`" + kfiMetaTimestampMs + "`" + ` (milliseconds) of the record, plus every record header as a metadata key of
+Each message carries `+"`"+kfiMetaKey+"`, `"+kfiMetaTopic+"`, `"+kfiMetaPartition+"`, `"+kfiMetaOffset+"`, `"+kfiMetaTimestampUnix+"`"+` (seconds) and
+`+"`"+kfiMetaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
 the same name.
 
 ### Metrics
 
-` + "`" + kfiMetricLag + "`" + ` (gauge, labels ` + "`topic`, `partition`" + `): records between the last
+`+"`"+kfiMetricLag+"`"+` (gauge, labels `+"`topic`, `partition`"+`): records between the last
 record fetched and the partition's high watermark, for the partitions this member owns.
 `).
 		Fields(kafkaclient.SeedBrokersField()).

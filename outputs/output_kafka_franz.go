@@ -42,17 +42,17 @@ func kafkaFranzOutputSpec() *service.ConfigSpec {
 		Summary("Writes messages to Kafka topics; a message is acknowledged only once every in-sync replica has stored it.").
 		Description(`
 Built on the franz-go client. Each message becomes one record whose topic and key are
-interpolated from the message; the message's metadata, filtered by ` + "`metadata`" + `, becomes the
+interpolated from the message; the message's metadata, filtered by `+"`metadata`"+`, becomes the
 record's headers.
 
 ### Delivery guarantee
 
 A batch is produced synchronously and each message is acknowledged only when the broker has
 confirmed its record with acks from all in-sync replicas. A record that cannot be produced
-(interpolation failure, broker rejection, ` + "`timeout`" + ` elapsed) fails that message alone,
+(interpolation failure, broker rejection, `+"`timeout`"+` elapsed) fails that message alone,
 so the engine retries it or routes it elsewhere; it is never acknowledged. When no broker can be
 reached at all the output reports itself disconnected and the batch is retried after
-reconnecting. With ` + "`idempotent_write`" + ` (the default) the broker discards duplicates of
+reconnecting. With `+"`idempotent_write`"+` (the default) the broker discards duplicates of
 the producer's own retries, so internal retries never duplicate records.
 `).
 		Fields(kafkaclient.SeedBrokersField()).

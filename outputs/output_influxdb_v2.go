@@ -454,7 +454,9 @@ func serverMessage(herr *ihttp.Error) string {
 	if msg == "" && herr.Header != nil {
 		msg = herr.Header.Get("X-Influxdb-Error")
 	}
-	if msg == "" {
+	if msg == "" && !strings.HasPrefix(herr.Code, strconv.Itoa(herr.StatusCode)) {
+		// 2.x's error code ("invalid", "unauthorized"), not the client's
+		// copy of the status line, which the status already says.
 		msg = herr.Code
 	}
 	if msg == "" {

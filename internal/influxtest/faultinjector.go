@@ -56,6 +56,8 @@ type FaultInjector struct {
 	plan     func(n int, req WriteRequest) Fault
 	writes   []WriteRequest
 	accepted []string
+	// toV1 sends proxied writes to 1.8's /write (RouteWritesToV1).
+	toV1 bool
 	// buckets API state (EnableBucketsAPI)
 	bucketsOn bool
 	org       string
@@ -101,6 +103,17 @@ func (f *FaultInjector) Accepted() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.accepted...)
+}
+
+// RouteWritesToV1 makes the proxy pass 2.x writes to the real server's 1.x
+// /write endpoint (bucket -> db/rp, precision ns -> n, us -> u, token
+// "user:password" -> u/p). 1.8 applies its write throttling
+// (max-concurrent-write-limit ...) to /write only, not to /api/v2/write, so
+// this is how a test meets the real server's 503 "request throttled".
+func (f *FaultInjector) RouteWritesToV1() {
+	f.mu.Lock()
+	f.toV1 = true
+	f.mu.Unlock()
 }
 
 // EnableBucketsAPI serves a minimal 2.x buckets/orgs API for org; writes to
@@ -224,6 +237,13 @@ func (f *FaultInjector) forward(w http.ResponseWriter, r *http.Request, body []b
 	u := *f.target
 	u.Path = r.URL.Path
 	u.RawQuery = r.URL.RawQuery
+	f.mu.Lock()
+	toV1 := f.toV1
+	f.mu.Unlock()
+	if toV1 && r.URL.Path == "/api/v2/write" {
+		u.Path = "/write"
+		u.RawQuery = v1WriteQuery(r).Encode()
+	}
 	preq, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -243,6 +263,31 @@ func (f *FaultInjector) forward(w http.ResponseWriter, r *http.Request, body []b
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+}
+
+func v1WriteQuery(r *http.Request) url.Values {
+	in := r.URL.Query()
+	q := url.Values{}
+	db, rp, _ := strings.Cut(in.Get("bucket"), "/")
+	q.Set("db", db)
+	if rp != "" {
+		q.Set("rp", rp)
+	}
+	switch p := in.Get("precision"); p {
+	case "ns", "":
+		q.Set("precision", "n")
+	case "us":
+		q.Set("precision", "u")
+	default:
+		q.Set("precision", p)
+	}
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Token "); ok {
+		if user, pass, ok := strings.Cut(tok, ":"); ok {
+			q.Set("u", user)
+			q.Set("p", pass)
+		}
+	}
+	return q
 }
 
 func (f *FaultInjector) serveBucketsAPI(w http.ResponseWriter, r *http.Request) {

@@ -126,7 +126,7 @@ func Start(t testing.TB, opts Options) *Server {
 		// With no user yet, 1.8 accepts exactly this one unauthenticated
 		// statement: creating the first admin.
 		s.queryRaw("", fmt.Sprintf("CREATE USER %q WITH PASSWORD '%s' WITH ALL PRIVILEGES",
-			opts.AdminUser, opts.AdminPassword), false)
+			opts.AdminUser, opts.AdminPassword), true)
 	}
 	return s
 }
@@ -153,7 +153,8 @@ func (s *Server) config(rpcAddr string) string {
 		fmt.Fprintf(&b, "  max-enqueued-write-limit = %d\n", s.opts.MaxEnqueuedWriteLimit)
 	}
 	if s.opts.EnqueuedWriteTimeout > 0 {
-		fmt.Fprintf(&b, "  enqueued-write-timeout = %q\n", s.opts.EnqueuedWriteTimeout.String())
+		// 1.8 reads this one as integer nanoseconds, not a duration string.
+		fmt.Fprintf(&b, "  enqueued-write-timeout = %d\n", s.opts.EnqueuedWriteTimeout.Nanoseconds())
 	}
 	return b.String()
 }
@@ -247,7 +248,7 @@ func (s *Server) Token() string {
 // CreateDatabase runs CREATE DATABASE (idempotent in 1.8).
 func (s *Server) CreateDatabase(name string) {
 	s.t.Helper()
-	s.queryRaw("", fmt.Sprintf("CREATE DATABASE %q", name), true)
+	s.queryRaw("", fmt.Sprintf("CREATE DATABASE %q", name), false)
 }
 
 // Series is one series of an InfluxQL answer. Numbers are json.Number so a
@@ -308,15 +309,15 @@ func (s *Server) FieldTypes(db, measurement string) map[string]string {
 	return out
 }
 
-func (s *Server) queryRaw(db, q string, post bool) []Series {
+// queryRaw runs q; anonymous skips authentication, which 1.8 requires for
+// creating the first admin user.
+func (s *Server) queryRaw(db, q string, anonymous bool) []Series {
 	s.t.Helper()
 	form := url.Values{"q": {q}, "epoch": {"ns"}}
 	if db != "" {
 		form.Set("db", db)
 	}
-	// CREATE USER must go unauthenticated (no user exists yet); every other
-	// statement authenticates once auth is on.
-	auth := s.opts.Auth && !strings.HasPrefix(q, "CREATE USER")
+	auth := s.opts.Auth && !anonymous
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/query",

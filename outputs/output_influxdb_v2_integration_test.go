@@ -1,0 +1,522 @@
+package outputs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/influxtest"
+)
+
+// These tests run the output against a real InfluxDB 1.8 started by
+// internal/influxtest (build it with scripts/install-influxdb.sh).
+
+const itDB = "iot_data"
+
+// captureSinks holds what the influx_test_capture outputs received, by id:
+// the error branch of the engine-level tests.
+var captureSinks sync.Map // id -> *captureSink
+
+type captureSink struct {
+	mu   sync.Mutex
+	msgs []capturedMsg
+}
+
+type capturedMsg struct {
+	body, fallbackErr string
+}
+
+func (c *captureSink) Connect(context.Context) error { return nil }
+func (c *captureSink) Close(context.Context) error   { return nil }
+func (c *captureSink) WriteBatch(_ context.Context, b service.MessageBatch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range b {
+		body, _ := m.AsBytes()
+		fe, _ := m.MetaGet("fallback_error")
+		c.msgs = append(c.msgs, capturedMsg{string(body), fe})
+	}
+	return nil
+}
+
+func (c *captureSink) got() []capturedMsg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]capturedMsg(nil), c.msgs...)
+}
+
+func init() {
+	service.MustRegisterBatchOutput("influx_test_capture",
+		service.NewConfigSpec().Fields(service.NewStringField("id")),
+		func(conf *service.ParsedConfig, _ *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+			id, err := conf.FieldString("id")
+			if err != nil {
+				return nil, service.BatchPolicy{}, 0, err
+			}
+			s, _ := captureSinks.LoadOrStore(id, &captureSink{})
+			return s.(*captureSink), service.BatchPolicy{}, 1, nil
+		})
+}
+
+// itWriterConf is a writer config against a real server with quick retries.
+func itWriterConf(url, token, bucket, extra string) string {
+	return fmt.Sprintf(`
+url: %s
+token: %q
+bucket: %s
+timeout: 5s
+retry:
+  max_retries: 2
+  initial_interval: 20ms
+  max_interval: 200ms
+%s`, url, token, bucket, extra)
+}
+
+// influxStream is a running stream: producer -> fallback[influxdb_v2, capture].
+type influxStream struct {
+	produce service.MessageBatchHandlerFunc
+	mux     *http.ServeMux
+	capture *captureSink
+	stream  *service.Stream
+	done    chan error
+}
+
+func startInfluxStream(t *testing.T, writerConf string) *influxStream {
+	t.Helper()
+	id := t.Name()
+	sink := &captureSink{}
+	captureSinks.Store(id, sink)
+	t.Cleanup(func() { captureSinks.Delete(id) })
+
+	indented := "      " + strings.ReplaceAll(strings.TrimSpace(writerConf), "\n", "\n      ")
+	b := service.NewStreamBuilder()
+	mux := http.NewServeMux()
+	b.SetHTTPMux(mux)
+	if err := b.SetLoggerYAML("level: warn"); err != nil {
+		t.Fatal(err)
+	}
+	produce, err := b.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fmt.Sprintf("fallback:\n  - influxdb_v2:\n%s\n  - influx_test_capture:\n      id: %q\n", indented, id)
+	if err := b.AddOutputYAML(out); err != nil {
+		t.Fatalf("output config: %v\n%s", err, out)
+	}
+	stream, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &influxStream{produce: produce, mux: mux, capture: sink, stream: stream, done: make(chan error, 1)}
+	go func() { s.done <- stream.Run(context.Background()) }()
+	t.Cleanup(func() {
+		if err := stream.StopWithin(10 * time.Second); err != nil {
+			t.Logf("stopping stream: %v", err)
+		}
+	})
+	return s
+}
+
+// ready returns the /ready status code and body.
+func (s *influxStream) ready() (int, string) {
+	rec := httptest.NewRecorder()
+	s.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ready", nil))
+	return rec.Code, rec.Body.String()
+}
+
+// waitFor polls cond for up to 60s; a liveness bound, not a speed check.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after 60s waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInfluxIntegrationExactValuesAndTypes(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	w := newTestInfluxWriter(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	batch := lpBatch(
+		`reading,device_id=282c02424eed temperature=21.5,humidity=48,count=7i,ok=true,label="a \"quoted\" \\ back, comma=x" 1750000000123456789`,
+		`dev\ ice\,x,tag\ k=v\=1 f=-0.25 1750000000000000001`+"\n"+`dev\ ice\,x,tag\ k=v\=2 f=1e-07 1750000000000000002`,
+	)
+	if err := w.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+
+	rows := srv.Query(itDB, `SELECT * FROM reading`)
+	if len(rows) != 1 || len(rows[0].Values) != 1 {
+		t.Fatalf("reading rows: %+v", rows)
+	}
+	got := rows[0].Rows()[0]
+	want := map[string]any{
+		"time": json.Number("1750000000123456789"), "device_id": "282c02424eed",
+		"temperature": json.Number("21.5"), "humidity": json.Number("48"), "count": json.Number("7"),
+		"ok": true, "label": `a "quoted" \ back, comma=x`,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("reading.%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	types := srv.FieldTypes(itDB, "reading")
+	for k, v := range map[string]string{"temperature": "float", "humidity": "float", "count": "integer", "ok": "boolean", "label": "string"} {
+		if types[k] != v {
+			t.Errorf("field %s stored as %q, want %q", k, types[k], v)
+		}
+	}
+	rows = srv.Query(itDB, `SELECT * FROM "dev ice,x"`)
+	if len(rows) != 1 || len(rows[0].Values) != 2 {
+		t.Fatalf("escaped measurement rows: %+v", rows)
+	}
+	r := rows[0].Rows()
+	if r[0]["tag k"] != "v=1" || r[0]["f"] != json.Number("-0.25") || r[1]["tag k"] != "v=2" || r[1]["f"] != json.Number("1e-7") {
+		t.Errorf("escaped rows %v", r)
+	}
+	if w.counts.written.Load() != 3 {
+		t.Errorf("points written %d, want 3", w.counts.written.Load())
+	}
+
+	// precision us: the timestamp is read as microseconds.
+	wus := newTestInfluxWriter(t, itWriterConf(srv.URL(), srv.Token(), itDB, "precision: us\ngzip: false"))
+	if err := wus.WriteBatch(context.Background(), lpBatch("prec v=1 1750000000123456")); err != nil {
+		t.Fatalf("WriteBatch us: %v", err)
+	}
+	rows = srv.Query(itDB, `SELECT v FROM prec`)
+	if len(rows) != 1 || rows[0].Values[0][0] != json.Number("1750000000123456000") {
+		t.Errorf("precision us stored %+v", rows)
+	}
+}
+
+func TestInfluxIntegrationBadLinesIsolated(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	w := newTestInfluxWriter(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+	bad := map[int]string{4: "bad line here", 11: "m,=x f=1 11", 17: "m f=1 not-a-time"}
+	var lines []string
+	for i := 0; i < 20; i++ {
+		if l, ok := bad[i]; ok {
+			lines = append(lines, l)
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("m,dev=d%d v=%d %d", i, i, 1000+i))
+	}
+	failed := failedMessages(t, w.WriteBatch(context.Background(), lpBatch(lines...)))
+	if len(failed) != len(bad) {
+		t.Fatalf("failed %v, want exactly %v", failed, bad)
+	}
+	for i, l := range bad {
+		// Alone in its request, a bad line is answered without "partial write".
+		prefix := "write: rejected by InfluxDB (400): unable to parse '" + l + "'"
+		if !strings.HasPrefix(failed[i], prefix) {
+			t.Errorf("message %d error %q, want prefix %q", i, failed[i], prefix)
+		}
+	}
+	if n := srv.Count(itDB, "m", "v"); n != 17 {
+		t.Errorf("stored %d points, want the 17 good ones", n)
+	}
+	if w.counts.rejected.Load() != 3 || w.counts.split.Load() == 0 {
+		t.Errorf("counters rejected=%d split=%d", w.counts.rejected.Load(), w.counts.split.Load())
+	}
+}
+
+func TestInfluxIntegrationFieldTypeConflicts(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	w := newTestInfluxWriter(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+
+	t.Run("against existing data", func(t *testing.T) {
+		if code, body := srv.WriteLP(itDB, "conf,dev=x f=1.5 1\n"); code != http.StatusNoContent {
+			t.Fatalf("seed write: %d %s", code, body)
+		}
+		var lines []string
+		for i := 0; i < 10; i++ {
+			if i == 6 {
+				lines = append(lines, `conf,dev=y f="text" 100`)
+			} else {
+				lines = append(lines, fmt.Sprintf("conf,dev=y f=%d.5 %d", i, 200+i))
+			}
+		}
+		failed := failedMessages(t, w.WriteBatch(context.Background(), lpBatch(lines...)))
+		if len(failed) != 1 || !strings.HasPrefix(failed[6], "write: rejected by InfluxDB (400): partial write: field type conflict: input field \"f\" on measurement \"conf\" is type string, already exists as type float") {
+			t.Fatalf("failed %v, want only message 6 with the conflict", failed)
+		}
+		if n := srv.Count(itDB, "conf", "f"); n != 10 {
+			t.Errorf("stored %d, want seed + 9", n)
+		}
+	})
+
+	t.Run("inside one batch", func(t *testing.T) {
+		// Integers, a string and a boolean for one new field: the server keeps
+		// one type; every message must end stored or failed with the reason.
+		vals := []string{"1i", `"s"`, "3i", "true", "5i", "6i", `"t"`, "8i"}
+		var lines []string
+		for i, v := range vals {
+			lines = append(lines, fmt.Sprintf("intra,k=k%d v=%s %d", i, v, 10+i))
+		}
+		failed := failedMessages(t, w.WriteBatch(context.Background(), lpBatch(lines...)))
+		if len(failed) == 0 {
+			t.Fatal("no message failed though the batch mixes types of one field")
+		}
+		stored := map[string]bool{}
+		for _, ser := range srv.Query(itDB, `SELECT v FROM intra GROUP BY k`) {
+			stored[ser.Tags["k"]] = len(ser.Values) == 1
+		}
+		for i := range vals {
+			k := fmt.Sprintf("k%d", i)
+			e, isFailed := failed[i]
+			switch {
+			case isFailed && stored[k]:
+				t.Errorf("message %d both failed (%s) and stored", i, e)
+			case !isFailed && !stored[k]:
+				t.Errorf("message %d neither failed nor stored", i)
+			case isFailed && !strings.Contains(e, "field type conflict"):
+				t.Errorf("message %d failed with %q, want the type conflict", i, e)
+			}
+		}
+	})
+}
+
+func TestInfluxIntegrationFallbackGetsExactlyRejected(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	s := startInfluxStream(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+	var lines []string
+	for i := 0; i < 10; i++ {
+		if i == 2 || i == 9 {
+			lines = append(lines, fmt.Sprintf("fb v=%d not-a-time", i))
+		} else {
+			lines = append(lines, fmt.Sprintf("fb v=%d %d", i, i))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.produce(ctx, lpBatch(lines...)); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	got := s.capture.got()
+	if len(got) != 2 || got[0].body != lines[2] || got[1].body != lines[9] {
+		t.Fatalf("error branch received %+v, want exactly messages 2 and 9", got)
+	}
+	for _, m := range got {
+		if !strings.HasPrefix(m.fallbackErr, "write: rejected by InfluxDB (400): unable to parse '"+m.body+"': bad timestamp") {
+			t.Errorf("fallback_error %q", m.fallbackErr)
+		}
+	}
+	if n := srv.Count(itDB, "fb", "v"); n != 8 {
+		t.Errorf("stored %d, want 8", n)
+	}
+}
+
+func TestInfluxIntegrationDeploymentProblemsThenFixed(t *testing.T) {
+	cases := []struct {
+		name, token, bucket string
+		fix                 func(srv *influxtest.Server)
+	}{
+		{"wrong token", "writer:pw", itDB, func(srv *influxtest.Server) {
+			srv.Query("", `CREATE USER "writer" WITH PASSWORD 'pw'`)
+			srv.Query("", `GRANT WRITE ON "iot_data" TO "writer"`)
+		}},
+		{"unknown database", "", "late_db", func(srv *influxtest.Server) { srv.CreateDatabase("late_db") }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := influxtest.Start(t, influxtest.Options{Auth: true})
+			srv.CreateDatabase(itDB)
+			token := c.token
+			if token == "" {
+				token = srv.Token()
+			}
+			s := startInfluxStream(t, itWriterConf(srv.URL(), token, c.bucket, ""))
+			produced := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+				defer cancel()
+				produced <- s.produce(ctx, lpBatch("dep v=1 1", "dep v=2 2", "dep v=3 3"))
+			}()
+			// Not ready while the server refuses: the connection check fails.
+			waitFor(t, "/ready to answer 503 naming the refusal", func() bool {
+				code, body := s.ready()
+				return code == http.StatusServiceUnavailable && strings.Contains(body, "refuses writes")
+			})
+			// Let a few connection checks fail: still no ack, no error branch.
+			time.Sleep(500 * time.Millisecond)
+			select {
+			case err := <-produced:
+				t.Fatalf("batch finished (%v) while InfluxDB refused it", err)
+			default:
+			}
+			if got := s.capture.got(); len(got) != 0 {
+				t.Fatalf("error branch received %+v on a deployment problem", got)
+			}
+			if _, body := s.ready(); strings.Contains(body, token) {
+				t.Fatalf("/ready leaks the token: %s", body)
+			}
+
+			c.fix(srv)
+			select {
+			case err := <-produced:
+				if err != nil {
+					t.Fatalf("produce after the fix: %v", err)
+				}
+			case <-time.After(90 * time.Second):
+				t.Fatal("batch not written 90s after the fix")
+			}
+			if got := s.capture.got(); len(got) != 0 {
+				t.Fatalf("error branch received %+v", got)
+			}
+			if n := srv.Count(c.bucket, "dep", "v"); n != 3 {
+				t.Fatalf("stored %d, want 3", n)
+			}
+			waitFor(t, "/ready to answer 200", func() bool { code, _ := s.ready(); return code == http.StatusOK })
+		})
+	}
+}
+
+func TestInfluxIntegrationRestartLosesNothing(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	s := startInfluxStream(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+	const batches, perBatch = 200, 10
+	var acked sync.WaitGroup
+	acked.Add(1)
+	progress := make(chan int, batches)
+	errs := make(chan error, 1)
+	go func() {
+		defer acked.Done()
+		for b := 0; b < batches; b++ {
+			lines := make([]string, perBatch)
+			for i := range lines {
+				n := b*perBatch + i
+				lines[i] = fmt.Sprintf("restart,dev=d%d v=%di %d", n%7, n, 1_000_000+n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			err := s.produce(ctx, lpBatch(lines...))
+			cancel()
+			if err != nil {
+				errs <- fmt.Errorf("batch %d: %w", b, err)
+				return
+			}
+			progress <- b
+		}
+	}()
+	for b := range progress {
+		if b == 40 {
+			break
+		}
+	}
+	srv.Stop()
+	waitFor(t, "/ready to answer 503 while InfluxDB is down", func() bool {
+		code, _ := s.ready()
+		return code == http.StatusServiceUnavailable
+	})
+	srv.Restart()
+	acked.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	if got := s.capture.got(); len(got) != 0 {
+		t.Fatalf("error branch received %d messages during the restart, first %+v", len(got), got[0])
+	}
+	if n := srv.Count(itDB, "restart", "v"); n != batches*perBatch {
+		t.Fatalf("stored %d points, want %d", n, batches*perBatch)
+	}
+}
+
+func TestInfluxIntegration413Split(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{MaxBodySize: 4096})
+	srv.CreateDatabase(itDB)
+	// gzip off: 1.8 compares the declared length of the body it receives.
+	w := newTestInfluxWriter(t, itWriterConf(srv.URL(), srv.Token(), itDB, "gzip: false"))
+	var lines []string
+	for i := 0; i < 200; i++ {
+		lines = append(lines, fmt.Sprintf("big,dev=device-%03d value=%d.25,note=\"padding-padding\" %d", i, i, 5000+i))
+	}
+	huge := 57
+	lines[huge] = fmt.Sprintf("big,dev=huge value=1,note=%q 4999", strings.Repeat("x", 5000))
+	failed := failedMessages(t, w.WriteBatch(context.Background(), lpBatch(lines...)))
+	if len(failed) != 1 || !strings.HasPrefix(failed[huge], fmt.Sprintf("write: too large for InfluxDB (413): message of %d bytes", len(lines[huge]))) {
+		t.Fatalf("failed %v, want only the oversized message %d", failed, huge)
+	}
+	if n := srv.Count(itDB, "big", "value"); n != 199 {
+		t.Fatalf("stored %d, want 199", n)
+	}
+	if w.counts.split.Load() < 3 {
+		t.Errorf("batches split %d: 13 KiB at a 4 KiB limit needs several", w.counts.split.Load())
+	}
+}
+
+func TestInfluxIntegration503Throttled(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{MaxConcurrentWriteLimit: 1, MaxEnqueuedWriteLimit: 1, EnqueuedWriteTimeout: time.Millisecond})
+	srv.CreateDatabase(itDB)
+	// 1.8 throttles its 1.x /write endpoint only: the fault injector passes
+	// every write through to it unchanged but for the endpoint, so the 503s
+	// ("request throttled") are the real server's.
+	fi := influxtest.NewFaultInjector(t, srv.URL())
+	fi.RouteWritesToV1()
+	w := newTestInfluxWriter(t, itWriterConf(fi.URL(), srv.Token(), itDB, ""))
+	const writers, batches, perBatch = 6, 8, 2000
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for b := 0; b < batches; b++ {
+				lines := make([]string, perBatch)
+				for i := range lines {
+					n := (g*batches+b)*perBatch + i
+					lines[i] = fmt.Sprintf("thr,g=g%d v=%d %d", g, n, n)
+				}
+				batch := lpBatch(lines...)
+				// As the engine does: on not connected, reconnect and resend.
+				for {
+					err := w.WriteBatch(context.Background(), batch)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, service.ErrNotConnected) {
+						errs <- fmt.Errorf("writer %d batch %d: %v", g, b, err)
+						return
+					}
+					for w.Connect(context.Background()) != nil {
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := srv.Count(itDB, "thr", "v"); n != writers*batches*perBatch {
+		t.Fatalf("stored %d, want %d", n, writers*batches*perBatch)
+	}
+	if w.counts.retries.Load() == 0 {
+		t.Error("no write was retried: the server never throttled, the test proves nothing")
+	}
+	if w.counts.rejected.Load() != 0 {
+		t.Errorf("%d points rejected for throttling", w.counts.rejected.Load())
+	}
+}

@@ -2,6 +2,7 @@ package inputs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -550,4 +551,260 @@ func TestKafkaFranzInputTLSAndSCRAM(t *testing.T) {
 		t.Errorf("connecting with a wrong SCRAM password succeeded, want an error")
 	}
 	_ = in.Close(ctx)
+}
+
+// TestKafkaFranzInputReconnectsAfterBrokerOutage drives the input directly:
+// while the broker is down it must report ErrNotConnected and refuse to
+// connect; when the broker is back on the same address it must continue
+// where it was, losing nothing.
+func TestKafkaFranzInputReconnectsAfterBrokerOutage(t *testing.T) {
+	const (
+		topic = "outage"
+		group = "g-outage"
+	)
+	dir := t.TempDir()
+	b1, err := devbroker.Start(devbroker.Options{Topics: []string{topic}, Partitions: 2, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b1.Addr()
+	prod := manualProducer(t, []string{addr})
+	produceN(t, prod, topic, 2, 0, 20)
+
+	conf, err := kafkaFranzInputSpec().ParseYAML(inputYAML([]string{addr}, topic, group, "")[len("\nkafka_franz:\n"):], nil)
+	if err != nil {
+		t.Fatalf("parsing the config: %v", err)
+	}
+	in, err := newFranzInput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	defer func() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_ = in.Close(cctx)
+	}()
+	if err := in.Connect(ctx); err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	seen := map[string]int{}
+	readUntil := func(n int) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%d distinct records", n), func() bool {
+			rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			batch, ack, err := in.ReadBatch(rctx)
+			if err == nil {
+				for _, m := range batch {
+					k, _ := m.MetaGet(kfiMetaKey)
+					seen[k]++
+				}
+				if err := ack(ctx, nil); err != nil {
+					t.Fatalf("acknowledging: %v", err)
+				}
+			}
+			return len(seen) >= n
+		})
+	}
+	readUntil(20)
+	admin := manualProducer(t, []string{addr})
+	eventually(t, "offsets committed before the outage", func() bool {
+		c := committedOffsets(t, admin, group, topic)
+		return c[0] == 10 && c[1] == 10
+	})
+
+	b1.Close()
+	eventually(t, "the input to report itself disconnected", func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, _, err := in.ReadBatch(rctx)
+		return errors.Is(err, service.ErrNotConnected)
+	})
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = in.Connect(cctx)
+	cancel()
+	if err == nil {
+		t.Fatalf("Connect succeeded with the broker down, want an error")
+	}
+
+	b2, err := devbroker.Start(devbroker.Options{Addr: addr, DataDir: dir})
+	if err != nil {
+		t.Fatalf("restarting the broker on %s: %v", addr, err)
+	}
+	t.Cleanup(b2.Close)
+	eventually(t, "Connect to succeed once the broker is back", func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return in.Connect(cctx) == nil
+	})
+	prod2 := manualProducer(t, []string{addr})
+	produceN(t, prod2, topic, 2, 20, 20)
+	readUntil(40)
+	for i := 0; i < 40; i++ {
+		if seen[fmt.Sprintf("key-%d", i)] == 0 {
+			t.Errorf("key-%d was never delivered", i)
+		}
+	}
+	for k, n := range seen {
+		if n > 1 {
+			t.Logf("%s delivered %d times", k, n)
+		}
+	}
+}
+
+// gaugeCapture is a metrics exporter keeping the last value of every gauge,
+// so a test can read kafka_consumer_lag.
+type gaugeCapture struct {
+	mu     sync.Mutex
+	values map[string]int64 // name{label values} -> value
+}
+
+type captureGauge struct {
+	c   *gaugeCapture
+	key string
+}
+
+func (g captureGauge) Set(v int64) {
+	g.c.mu.Lock()
+	g.c.values[g.key] = v
+	g.c.mu.Unlock()
+}
+func (g captureGauge) SetFloat64(v float64) { g.Set(int64(v)) }
+func (g captureGauge) Incr(int64)           {}
+func (g captureGauge) IncrFloat64(float64)  {}
+func (g captureGauge) Decr(int64)           {}
+func (g captureGauge) DecrFloat64(float64)  {}
+func (g captureGauge) Timing(int64)         {}
+
+func (c *gaugeCapture) NewCounterCtor(string, ...string) service.MetricsExporterCounterCtor {
+	return func(...string) service.MetricsExporterCounter { return captureGauge{c: c} }
+}
+func (c *gaugeCapture) NewTimerCtor(string, ...string) service.MetricsExporterTimerCtor {
+	return func(...string) service.MetricsExporterTimer { return captureGauge{c: c} }
+}
+func (c *gaugeCapture) NewGaugeCtor(name string, _ ...string) service.MetricsExporterGaugeCtor {
+	return func(labelValues ...string) service.MetricsExporterGauge {
+		return captureGauge{c: c, key: name + "{" + strings.Join(labelValues, ",") + "}"}
+	}
+}
+func (c *gaugeCapture) Close(context.Context) error { return nil }
+
+// get finds a gauge by name and trailing label values; the engine adds its
+// own labels (component label and path) before the component's.
+func (c *gaugeCapture) get(name string, labelValues ...string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	suffix := strings.Join(labelValues, ",") + "}"
+	for k, v := range c.values {
+		if strings.HasPrefix(k, name+"{") && strings.HasSuffix(k, suffix) {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// TestKafkaFranzInputBackPressureAndLag blocks the output: the input must
+// stop fetching at checkpoint_limit (the lag gauge stays high), then drain
+// everything in order once the output moves, with the lag back at zero.
+func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
+	const (
+		topic = "slow"
+		n     = 1000
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 1})
+	prod := manualProducer(t, b.SeedBrokers())
+	// Separate produce calls make separate record batches, so a small
+	// fetch_max_partition_bytes returns a few at a time.
+	for i := 0; i < n; i += 10 {
+		produceN(t, prod, topic, 1, i, 10)
+	}
+
+	capture := &gaugeCapture{values: map[string]int64{}}
+	env := service.NewEnvironment()
+	if err := env.RegisterMetricsExporter("capture", service.NewConfigSpec(),
+		func(*service.ParsedConfig, *service.Logger) (service.MetricsExporter, error) { return capture, nil }); err != nil {
+		t.Fatal(err)
+	}
+	sb := env.NewStreamBuilder()
+	if err := sb.SetMetricsYAML("capture: {}"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.SetLoggerYAML("level: warn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddInputYAML(inputYAML(b.SeedBrokers(), topic, "g-slow", `
+  checkpoint_limit: 20
+  fetch_max_partition_bytes: 512B
+  batching:
+    count: 5
+`)); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		offsets []int
+		gate    = make(chan struct{})
+	)
+	if err := sb.AddBatchConsumerFunc(func(ctx context.Context, batch service.MessageBatch) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(batch) > 5 {
+			t.Errorf("batch of %d records, want at most batching.count = 5", len(batch))
+		}
+		for _, m := range batch {
+			v, _ := m.MetaGetMut(kfiMetaOffset)
+			offsets = append(offsets, v.(int))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = s.Stop(ctx)
+		<-done
+	}()
+
+	eventually(t, "the lag gauge to be reported", func() bool {
+		_, ok := capture.get(kfiMetricLag, topic, "0")
+		return ok
+	})
+	// The output is blocked: with checkpoint_limit 20 the input holds a few
+	// dozen records at most, so most of the partition stays unfetched. The
+	// sampling spans many fetch_max_wait periods.
+	for i := 0; i < 20; i++ {
+		if lag, _ := capture.get(kfiMetricLag, topic, "0"); lag < n/2 {
+			t.Fatalf("lag %d with the output blocked: the input fetched %d records past checkpoint_limit 20", lag, n-lag)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+
+	close(gate)
+	eventually(t, "all records and a zero lag", func() bool {
+		mu.Lock()
+		got := len(offsets)
+		mu.Unlock()
+		lag, _ := capture.get(kfiMetricLag, topic, "0")
+		return got >= n && lag == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, off := range offsets {
+		if off != i {
+			t.Fatalf("delivery %d has offset %d, want %d: records of a partition must arrive in offset order", i, off, i)
+		}
+	}
 }

@@ -116,17 +116,17 @@ record fetched and the partition's high watermark, for the partitions this membe
 		Fields(
 			service.NewStringListField(kfiFieldTopics).
 				Description("Topics to consume. An entry may hold several topics separated by commas.").
-				Default([]string{}).
+				Default([]any{}).
 				Example([]string{"iot_validated_data"}).
 				Example([]string{"${KAFKA_VALIDATED_DATA_TOPIC:iot_validated_data}"}),
 			service.NewStringListField(kfiFieldRegexpTopicsInclude).
 				Description("Regular expressions; every topic matching one is consumed, in addition to `topics`. New matching topics are picked up at the next metadata refresh (`metadata_max_age`).").
-				Default([]string{}).
+				Default([]any{}).
 				Example([]string{"^iot_.*_data$"}).
 				Advanced(),
 			service.NewStringListField(kfiFieldRegexpTopicsExclude).
 				Description("Regular expressions; a topic matching one is never consumed, even if `topics` or `regexp_topics_include` selects it.").
-				Default([]string{}).
+				Default([]any{}).
 				Example([]string{"^iot_.*_test$"}).
 				Advanced(),
 			service.NewStringField(kfiFieldConsumerGroup).
@@ -206,7 +206,9 @@ record fetched and the partition's high watermark, for the partitions this membe
 				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. Without it, each partition fetch is one batch."),
 			service.NewAutoRetryNacksToggleField(),
 		).
-		LintRule(`root = if this.topics.or([]).length() == 0 && this.regexp_topics_include.or([]).length() == 0 { "at least one of topics or regexp_topics_include must be set" }`).
+		// The list defaults are []any, not []string: the lint rule sees
+		// defaults as they are, and Bloblang only measures []any.
+		LintRule(`root = if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" }`).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
 input:
   kafka_franz:

@@ -1,0 +1,164 @@
+package inputs
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+func TestKafkaFranzInputConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string // substring; empty means the config is accepted
+	}{
+		{
+			name: "minimal",
+			yaml: `
+seed_brokers: [ "localhost:9092" ]
+topics: [ iot_validated_data ]
+consumer_group: g
+`,
+		},
+		{
+			name: "comma separated brokers and topics, regex, all knobs",
+			yaml: `
+seed_brokers: [ "a:9092,b:9092", "c:9092" ]
+topics: [ "t1,t2" ]
+regexp_topics_include: [ "^iot_.*" ]
+regexp_topics_exclude: [ "_test$" ]
+consumer_group: g
+client_id: me
+rack_id: r1
+instance_id: i1
+start_offset: latest
+fetch_max_bytes: 10MiB
+fetch_max_partition_bytes: 2MiB
+fetch_max_wait: 1s
+session_timeout: 30s
+rebalance_timeout: 30s
+heartbeat_interval: 1s
+checkpoint_limit: 10
+commit_period: 1s
+metadata_max_age: 1m
+auto_replay_nacks: false
+sasl:
+  - mechanism: SCRAM-SHA-256
+    username: u
+    password: p
+batching:
+  count: 100
+  period: 5s
+`,
+		},
+		{
+			name:    "no brokers",
+			yaml:    "seed_brokers: [ \" , \" ]\ntopics: [ t ]\nconsumer_group: g\n",
+			wantErr: "at least one broker address",
+		},
+		{
+			name:    "no topics",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\nconsumer_group: g\n",
+			wantErr: "at least one topic",
+		},
+		{
+			name:    "no group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\n",
+			wantErr: "consumer_group",
+		},
+		{
+			name:    "empty group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: \"\"\n",
+			wantErr: "a consumer group is required",
+		},
+		{
+			name:    "bad regexp",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\nregexp_topics_include: [ \"(\" ]\nconsumer_group: g\n",
+			wantErr: "does not compile",
+		},
+		{
+			name:    "bad start offset",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nstart_offset: oldest\n",
+			wantErr: "oldest",
+		},
+		{
+			name:    "bad byte size",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nfetch_max_bytes: lots\n",
+			wantErr: "fetch_max_bytes",
+		},
+		{
+			name:    "heartbeat not below session timeout",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nheartbeat_interval: 1m\nsession_timeout: 10s\n",
+			wantErr: "must be shorter than session_timeout",
+		},
+		{
+			name:    "zero checkpoint limit",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\ncheckpoint_limit: 0\n",
+			wantErr: "checkpoint_limit",
+		},
+		{
+			name:    "unknown sasl mechanism",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nsasl:\n  - mechanism: GSSAPI\n    username: u\n",
+			wantErr: "GSSAPI",
+		},
+		{
+			name:    "scram without user",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nsasl:\n  - mechanism: SCRAM-SHA-512\n",
+			wantErr: "needs a username",
+		},
+	}
+	spec := kafkaFranzInputSpec()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			conf, perr := spec.ParseYAML(tc.yaml, nil)
+			if perr != nil {
+				err = perr
+			} else {
+				var in *franzInput
+				if in, err = newFranzInput(conf, service.MockResources()); err == nil {
+					in.stop()
+				}
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("config rejected: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestKafkaFranzInputLint runs the configs through the engine's linter, as
+// `ingestor lint` does.
+func TestKafkaFranzInputLint(t *testing.T) {
+	tests := []struct {
+		name     string
+		yaml     string
+		wantLint string
+	}{
+		{name: "valid", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  topics: [ t ]\n  consumer_group: g\n"},
+		{name: "no topics", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  consumer_group: g\n", wantLint: "at least one of topics or regexp_topics_include"},
+		{name: "unknown field", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  topics: [ t ]\n  consumer_group: g\n  topic: t\n", wantLint: "topic"},
+		{name: "bad enum", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  topics: [ t ]\n  consumer_group: g\n  start_offset: oldest\n", wantLint: "oldest"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := service.NewStreamBuilder().AddInputYAML(tc.yaml)
+			if tc.wantLint == "" {
+				if err != nil {
+					t.Fatalf("lint rejected a valid config: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantLint) {
+				t.Fatalf("got %v, want a lint error containing %q", err, tc.wantLint)
+			}
+		})
+	}
+}

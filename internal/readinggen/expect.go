@@ -112,6 +112,16 @@ type Expectation struct {
 	RequestID string `json:"request_id"`
 	// Variants names the contract variants the message exercises.
 	Variants []string `json:"variants"`
+	// Source is where the record landed, filled in by a producer once the
+	// broker acknowledged it; the error record's `source` must match it.
+	Source *Source `json:"source,omitempty"`
+}
+
+// Source is a record's place in Kafka, the shape of an error record's `source`.
+type Source struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
 }
 
 // Field returns the expected field called name.

@@ -278,12 +278,17 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 	}
 
 	if len(recs) > 0 {
-		results := cl.ProduceSync(ctx, recs...)
+		// ProduceSync lists results in completion order, not in the
+		// order given, so results are matched to messages by record.
+		msgIndex := make(map[*kgo.Record]int, len(recs))
+		for j, r := range recs {
+			msgIndex[r] = index[j]
+		}
 		failed := 0
-		for j, r := range results {
+		for _, r := range cl.ProduceSync(ctx, recs...) {
 			if r.Err != nil {
 				failed++
-				fail(index[j], fmt.Errorf("kafka_franz: producing to topic %q failed: %w", r.Record.Topic, r.Err))
+				fail(msgIndex[r.Record], fmt.Errorf("kafka_franz: producing to topic %q failed: %w", r.Record.Topic, r.Err))
 			}
 		}
 		if failed == len(recs) {

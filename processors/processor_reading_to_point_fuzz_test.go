@@ -69,7 +69,7 @@ func assertDecodesAsLineProtocol(t testing.TB, line string) {
 // kind and stays on one line, and iot_original is always valid JSON.
 func FuzzReadingToPoint(f *testing.F) {
 	for _, s := range benchCorpus() {
-		f.Add(s, "")
+		f.Add(s, uint8(0))
 	}
 	seeds := []string{
 		`{"device_id":"a b,c=d","values":["x\"y\\z\nw", 1, 2.5, true, null, [NaN], {"k":Infinity}],"labels":["l 1","l,2","l=3",null,"","time","_x"],"timestamp":"2025-06-08T18:27:17"}`,
@@ -81,19 +81,22 @@ func FuzzReadingToPoint(f *testing.F) {
 		`[NaN]`, `NaN`, `"Infinity"`, `{"a":-Infinity}`, ``,
 	}
 	for _, s := range seeds {
-		f.Add(s, "")
-		f.Add(s, "tags: {index: index, unit: metadata.datatype_unit}\nreserved_keys: rename\nnumbers: float\nprecision: s")
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(1))
 	}
-	confs := map[string]*readingToPoint{}
-	f.Fuzz(func(t *testing.T, input, conf string) {
-		if conf != "" && !strings.HasPrefix(conf, "tags:") {
-			conf = "" // only the seeded configurations; the input is what is fuzzed
+	// The input is what is fuzzed; conf picks one of these configurations.
+	confs := []string{
+		"",
+		"tags: {index: index, unit: metadata.datatype_unit, first: labels.0}\nreserved_keys: rename\nnumbers: float\nprecision: s\nnested_values: drop",
+		"time_source: kafka\nprecision: ns",
+	}
+	procs := make([]*readingToPoint, len(confs))
+	f.Fuzz(func(t *testing.T, input string, conf uint8) {
+		i := int(conf) % len(confs)
+		if procs[i] == nil {
+			procs[i] = newTestReadingToPoint(t, confs[i])
 		}
-		p, ok := confs[conf]
-		if !ok {
-			p = newTestReadingToPoint(t, conf)
-			confs[conf] = p
-		}
+		p := procs[i]
 		msg := service.NewMessage([]byte(input))
 		msg.MetaSetMut("kafka_key", "k\xff")
 		msg.MetaSetMut("kafka_timestamp_ms", "1749996800123")

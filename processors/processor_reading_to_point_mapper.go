@@ -293,7 +293,7 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		}
 		measurement, what = s, "measurement"
 	}
-	if why := lineprotocol.CheckName(measurement); why != "" {
+	if why := lineprotocol.CheckMeasurement(measurement); why != "" {
 		return out, false, 0, validationErr(what + " " + quoteForError(measurement) + " " + why)
 	}
 	out = lineprotocol.AppendMeasurement(out, measurement)

@@ -227,6 +227,7 @@ func TestReadingToPointErrors(t *testing.T) {
 		{name: "device_id newline", input: `{"device_id":"a\nb","values":[1],` + ts + `}`, err: `validation: device_id "a\nb" contains a newline, which line protocol cannot carry in a name`},
 		{name: "device_id trailing backslash", input: `{"device_id":"a\\","values":[1],` + ts + `}`, err: `validation: device_id "a\\" ends with a backslash, which InfluxDB would read as an escape`},
 		{name: "device_id backslash before comma", input: `{"device_id":"a\\,b","values":[1],` + ts + `}`, err: `validation: device_id "a\\,b" contains a backslash before ',', which InfluxDB parsers read differently`},
+		{name: "device_id comment", input: `{"device_id":"#d","values":[1],` + ts + `}`, err: `validation: device_id "#d" starts with '#', which line protocol reads as a comment line`},
 		{name: "values missing", input: `{"device_id":"d",` + ts + `}`, err: `validation: values is missing`},
 		{name: "values not array", input: `{"device_id":"d","values":"1",` + ts + `}`, err: `validation: values is the string "1", expected an array`},
 		{name: "labels length", input: `{"device_id":"d","values":[1.0,2.0,3.0],"labels":["a","b"],` + ts + `}`, err: `validation: labels has 2 entries, values has 3`},

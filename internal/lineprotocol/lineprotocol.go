@@ -144,6 +144,15 @@ func CheckName(s string) string {
 	return ""
 }
 
+// CheckMeasurement is CheckName for a measurement, which also may not start
+// with '#': a line starting with it is a comment, and no escape exists for it.
+func CheckMeasurement(s string) string {
+	if len(s) > 0 && s[0] == '#' {
+		return "starts with '#', which line protocol reads as a comment line"
+	}
+	return CheckName(s)
+}
+
 // IsReservedKey reports whether InfluxDB rejects k as a tag or field key:
 // `time`, or any key starting with `_` (kept for InfluxDB's own columns).
 func IsReservedKey(k string) bool {

@@ -235,7 +235,9 @@ func (g *Generator) sprinkle(m *message) {
 		for i := range n {
 			m.cells[i].persist = !allFalse && (len(m.cells) == 1 || !g.chance(0.2))
 		}
-		if g.chance(0.1) {
+		// Longer than values only when it covers them all: a trailing flag
+		// added to a short list would land on a value.
+		if n == len(m.cells) && g.chance(0.1) {
 			m.persistLong = true
 			m.tag("persist:list-long")
 		}

@@ -307,6 +307,25 @@ func TestMessagesMatchTheirExpectations(t *testing.T) {
 		if n := len(e.Fields) + e.Skipped.Null + e.Skipped.NonFinite + e.Skipped.Unpersisted; n != len(values) {
 			t.Errorf("seq %d: %d values but expectation accounts for %d: %s", e.Seq, len(values), n, r.Value)
 		}
+		// The persist flags that fall on values are the unpersisted count.
+		if meta, ok := obj["metadata"].(map[string]any); ok {
+			wantUnpersisted := 0
+			switch p := meta["persist"].(type) {
+			case bool:
+				if !p {
+					wantUnpersisted = len(values)
+				}
+			case []any:
+				for i, flag := range p {
+					if i < len(values) && flag == false {
+						wantUnpersisted++
+					}
+				}
+			}
+			if e.Skipped.Unpersisted != wantUnpersisted {
+				t.Errorf("seq %d: persist %v over %d values, expectation skips %d as unpersisted", e.Seq, meta["persist"], len(values), e.Skipped.Unpersisted)
+			}
+		}
 		if (e.Outcome == OutcomeFiltered) != (len(e.Fields) == 0) {
 			t.Errorf("seq %d: outcome %s with %d fields", e.Seq, e.Outcome, len(e.Fields))
 		}

@@ -46,7 +46,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== starting InfluxDB 1.8 on 127.0.0.1:$influx_port"
-PORT=$influx_port DATA_DIR="$run_dir/influxdb" "$root/scripts/start-influxdb.sh" >"$run_dir/influxdb-start.log"
+PORT=$influx_port "$root/scripts/start-influxdb.sh" >"$run_dir/influxdb-start.log"
 cat "$run_dir/influxdb-start.log"
 
 echo "== starting the embedded Kafka broker on $kafka_addr"

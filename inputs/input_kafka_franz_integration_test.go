@@ -808,3 +808,45 @@ func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkKafkaFranzInput measures the input alone (ReadBatch and ack, no
+// pipeline) draining a topic of small records from the embedded broker.
+func BenchmarkKafkaFranzInput(b *testing.B) {
+	const (
+		topic = "bench"
+		parts = 6
+		n     = 100000
+	)
+	br := startBroker(b, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	prod := manualProducer(b, br.SeedBrokers(), kgo.ProducerLinger(5*time.Millisecond))
+	for i := 0; i < n; i += 5000 {
+		produceN(b, prod, topic, parts, i, 5000)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		conf, err := kafkaFranzInputSpec().ParseYAML(inputYAML(br.SeedBrokers(), topic, fmt.Sprintf("bench-%d", i), "")[len("\nkafka_franz:\n"):], nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in, err := newFranzInput(conf, service.MockResources())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := in.Connect(ctx); err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for got < n {
+			batch, ack, err := in.ReadBatch(ctx)
+			if err != nil {
+				b.Fatalf("reading: %v", err)
+			}
+			got += len(batch)
+			_ = ack(ctx, nil)
+		}
+		_ = in.Close(ctx)
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "records/s")
+}

@@ -314,3 +314,34 @@ func TestKafkaFranzOutputTLSAndSCRAM(t *testing.T) {
 		t.Fatalf("read key %q, want s1", got[0].Key)
 	}
 }
+
+// BenchmarkKafkaFranzOutput measures synchronous produce of batches of 100
+// small records (acks=all, idempotent) to the embedded broker.
+func BenchmarkKafkaFranzOutput(b *testing.B) {
+	br := startKafka(b, devbroker.Options{Topics: []string{"errs"}, Partitions: 6})
+	conf, err := kafkaFranzOutputSpec().ParseYAML(outputYAML(br.SeedBrokers(), "")[len("\nkafka_franz:\n"):], nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := newFranzOutput(conf, service.MockResources())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	defer out.Close(ctx)
+	if err := out.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	batch := make(service.MessageBatch, 100)
+	for i := range batch {
+		batch[i] = msg(fmt.Sprintf("id-%d", i), "errs", map[string]string{"h_kind": "write"})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if err := out.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(batch)*b.N)/time.Since(start).Seconds(), "records/s")
+}

@@ -490,7 +490,7 @@ func (g *Generator) good(dev *device) Reading {
 		m.tag("outcome:filtered")
 	}
 	e.Variants = dedupe(m.tags)
-	return Reading{Key: []byte(dev.id), Value: m.style.encode(nil, obj), Expect: e}
+	return Reading{Key: []byte(dev.id), Value: m.style.encode(make([]byte, 0, 768), obj), Expect: e}
 }
 
 // parseOwnTimestamp reads back a timestamp this package wrote.

@@ -12,6 +12,8 @@
 package readinggen
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -164,12 +166,21 @@ func (g *Generator) chance(p float64) bool { return g.rng.Float64() < p }
 
 func (g *Generator) uuid4() string {
 	var b [16]byte
-	for i := range b {
-		b[i] = byte(g.rng.UintN(256))
-	}
+	binary.LittleEndian.PutUint64(b[:8], g.rng.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], g.rng.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }
 
 // nextTime advances the device's clock by at least one second, so readings of

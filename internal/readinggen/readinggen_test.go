@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -290,6 +291,9 @@ func TestMessagesMatchTheirExpectations(t *testing.T) {
 		if decErr != nil || !isObj {
 			t.Fatalf("seq %d: valid message does not decode as an object (%v): %s", e.Seq, decErr, r.Value)
 		}
+		if rid, _ := obj["request_id"].(string); !uuid4Pattern.MatchString(rid) || rid != e.RequestID {
+			t.Errorf("seq %d: request_id %q is not the expected UUID4 %q", e.Seq, rid, e.RequestID)
+		}
 		if obj["device_id"] != e.Measurement || string(r.Key) != e.Measurement {
 			t.Errorf("seq %d: measurement %q, device_id %v, key %q", e.Seq, e.Measurement, obj["device_id"], r.Key)
 		}
@@ -331,6 +335,8 @@ func TestMessagesMatchTheirExpectations(t *testing.T) {
 		}
 	}
 }
+
+var uuid4Pattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func isASCII(b []byte) bool {
 	for _, c := range b {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -538,7 +539,7 @@ func (w *influxWriter) connectFailed(err error, retryAfter time.Duration) error 
 func (w *influxWriter) probe(ctx context.Context) influxAnswer {
 	rctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	herr := w.svc.DoPostRequest(rctx, w.writeURL, bytes.NewReader(nil), w.setWriteHeaders(false), nil)
+	herr := w.svc.DoPostRequest(rctx, w.writeURL, bytes.NewReader(nil), w.setWriteHeaders(false), drainBody)
 	a := classifyInfluxError(herr)
 	if a.outcome == outcomeRejected && a.status == http.StatusBadRequest {
 		a.outcome = outcomeStored
@@ -614,6 +615,14 @@ func describeAnswer(a influxAnswer) string {
 		return a.message
 	}
 	return fmt.Sprintf("%d: %s", a.status, a.message)
+}
+
+// drainBody is the response callback of every write: the client's HTTP
+// service leaves a 2xx body open, and an unread, unclosed body keeps the
+// connection from being reused (each write would dial anew).
+func drainBody(resp *http.Response) error {
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 func (w *influxWriter) setWriteHeaders(gz bool) ihttp.RequestCallback {
@@ -750,7 +759,7 @@ func (w *influxWriter) send(ctx context.Context, lines [][]byte, idx []int) (inf
 		}
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, w.timeout)
-		herr := w.svc.DoPostRequest(rctx, w.writeURL, bytes.NewReader(body.Bytes()), w.setWriteHeaders(w.gzip), nil)
+		herr := w.svc.DoPostRequest(rctx, w.writeURL, bytes.NewReader(body.Bytes()), w.setWriteHeaders(w.gzip), drainBody)
 		cancel()
 		a := classifyInfluxError(herr)
 		switch a.outcome {

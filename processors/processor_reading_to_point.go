@@ -341,6 +341,7 @@ func pointMapperFromConfig(conf *service.ParsedConfig) (pointMapper, *service.In
 type rtpSpan struct {
 	lineStart, lineEnd int
 	origStart, origEnd int
+	origView           string
 	idStart, idEnd     int
 	nonFinite          int
 	filtered           bool
@@ -360,8 +361,10 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 			total += len(b)
 		}
 	}
-	lines := make([]byte, 0, total+32*len(batch))
-	meta := make([]byte, 0, total+48*len(batch))
+	// A line is usually shorter than its JSON; the metadata buffer holds the
+	// request ids and the originals that had to be re-encoded.
+	lines := make([]byte, 0, total/2+64*len(batch))
+	meta := make([]byte, 0, 48*len(batch))
 	spans := make([]rtpSpan, len(batch))
 
 	for i, msg := range batch {
@@ -383,9 +386,17 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 		var res mapOutcome
 		lines, res = p.mapper.mapReading(st, in, rec, lines, measure)
 		sp.lineEnd = len(lines)
-		sp.origStart = len(meta)
-		meta = append(meta, res.original...)
-		sp.origEnd = len(meta)
+		if sameBytes(res.original, in) {
+			// The input is valid JSON as it is: the metadata views it instead
+			// of copying it. Message bytes are immutable in the engine, and
+			// this message's content is replaced below, so nothing writes to
+			// them while the view lives.
+			sp.origView = b2s(in)
+		} else {
+			sp.origStart = len(meta)
+			meta = append(meta, res.original...)
+			sp.origEnd = len(meta)
+		}
 		sp.idStart = len(meta)
 		meta = append(meta, res.requestID...)
 		sp.idEnd = len(meta)
@@ -397,7 +408,11 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 	var mapped, filtered, decodeErrs, validationErrs, nonFinite int64
 	for i, msg := range batch {
 		sp := &spans[i]
-		msg.MetaSetMut(rtpMetaOriginal, metaText[sp.origStart:sp.origEnd])
+		if sp.origView != "" {
+			msg.MetaSetMut(rtpMetaOriginal, sp.origView)
+		} else {
+			msg.MetaSetMut(rtpMetaOriginal, metaText[sp.origStart:sp.origEnd])
+		}
 		requestID := metaText[sp.idStart:sp.idEnd]
 		msg.MetaSetMut(rtpMetaRequestID, requestID)
 		if sp.nonFinite > 0 {
@@ -411,7 +426,7 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 			} else {
 				validationErrs++
 			}
-			p.log.With("request_id", requestID).Debugf("reading_to_point: %v", sp.err)
+			p.log.Debugf("reading_to_point: request_id=%s: %v", requestID, sp.err)
 			msg.SetError(sp.err)
 			out = append(out, msg)
 		case sp.filtered:
@@ -446,6 +461,11 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 
 // Close releases nothing: the processor holds no connections.
 func (p *readingToPoint) Close(ctx context.Context) error { return nil }
+
+// sameBytes reports whether a and b are the same memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
 
 // recordMetaOf reads what the mapper needs from the kafka input's metadata;
 // the values may be strings or numbers depending on the input.
@@ -490,7 +510,9 @@ type nonFiniteSummary struct {
 }
 
 func (p *readingToPoint) logNonFinite(requestID string, n int) {
-	p.log.With("request_id", requestID).Debugf("reading_to_point: skipped %d non-finite value(s) (NaN/Infinity)", n)
+	// Debugf rather than With: a child logger per message costs allocations
+	// even when debug is off.
+	p.log.Debugf("reading_to_point: request_id=%s: skipped %d non-finite value(s) (NaN/Infinity)", requestID, n)
 	s := &p.nonFiniteLog
 	s.mu.Lock()
 	s.values += int64(n)

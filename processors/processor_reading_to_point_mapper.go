@@ -56,8 +56,8 @@ type mapOutcome struct {
 	// original is the message as valid JSON text; it may alias the input or
 	// the state's buffers, so the caller copies it before the next call.
 	original []byte
-	// requestID is the input's request_id, or the record key, or "", already
-	// a string of its own.
+	// requestID is the input's request_id, or the record key, or ""; like
+	// original it may alias the state's buffers.
 	requestID string
 	// filtered is set when no value of the message is to be stored.
 	filtered bool
@@ -126,20 +126,27 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	var res mapOutcome
 	src := in
 	res.original = in
-	if verr := fastjson.ValidateBytes(in); verr != nil {
-		found := false
-		if hasPythonTokens(in) {
-			st.nullBuf, st.parseBuf, found = rewritePythonTokens(in, st.nullBuf, st.parseBuf)
+	// The Python tokens are looked for first: a failed validation costs more
+	// (fastjson builds its error text) than this scan, and they are common.
+	tokens := false
+	if hasPythonTokens(in) {
+		st.nullBuf, st.parseBuf, tokens = rewritePythonTokens(in, st.nullBuf, st.parseBuf)
+	}
+	if tokens {
+		if fastjson.ValidateBytes(st.nullBuf) == nil {
+			res.original, src = st.nullBuf, st.parseBuf
+		} else {
+			tokens = false // not JSON even with them: report the input's own error
 		}
-		if !found || fastjson.ValidateBytes(st.nullBuf) != nil {
+	}
+	if !tokens {
+		if verr := fastjson.ValidateBytes(in); verr != nil {
 			res.original = appendRawObject(st.nullBuf[:0], in)
 			st.nullBuf = res.original
 			res.requestID = keyRequestID(rec)
 			res.err = decodeErr("message is not JSON: " + oneLine(verr.Error()))
 			return out, res
 		}
-		res.original = st.nullBuf
-		src = st.parseBuf
 	}
 	if !utf8.Valid(in) {
 		res.original = appendRawObject(st.nullBuf[:0], in)
@@ -188,7 +195,7 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	})
 	if requestID != nil && requestID.Type() == fastjson.TypeString {
 		if s, _ := requestID.StringBytes(); len(s) > 0 {
-			res.requestID = string(s)
+			res.requestID = b2s(s)
 		}
 	}
 	if res.requestID == "" {
@@ -373,24 +380,20 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 			continue
 		}
 		// The name only matters for a value that is stored.
-		where := "values[" + strconv.Itoa(i) + "]"
-		if fromLabel {
-			where = namesKey + "[" + strconv.Itoa(i) + "]"
-		}
 		if reserved && !m.renameReserved {
-			return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") is a key InfluxDB reserves; rename it upstream or set reserved_keys: rename to store it as " + quoteForError(m.reservedPrefix+name))
+			return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "is a key InfluxDB reserves; rename it upstream or set reserved_keys: rename to store it as "+quoteForError(m.reservedPrefix+name))
 		}
 		if why := lineprotocol.CheckName(name); why != "" {
-			return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") " + why)
+			return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, why)
 		}
 		for _, prev := range st.names {
 			if prev == name {
-				return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") appears more than once in the message")
+				return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "appears more than once in the message")
 			}
 		}
 		for j := range m.tags {
 			if m.tags[j].key == name {
-				return out, false, 0, validationErr("field name " + quoteForError(name) + " (" + where + ") is also a configured tag key")
+				return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "is also a configured tag key")
 			}
 		}
 		st.names = append(st.names, name)
@@ -401,6 +404,16 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 	}
 	out = lineprotocol.AppendTimestamp(out, ts)
 	return out, false, nonFinite, nil
+}
+
+// fieldNameErr reports a bad field name and where it came from: the label, or
+// the value's position when the name is value_{i}.
+func fieldNameErr(name, namesKey string, fromLabel bool, i int, why string) *mappingError {
+	where := "values[" + strconv.Itoa(i) + "]"
+	if fromLabel {
+		where = namesKey + "[" + strconv.Itoa(i) + "]"
+	}
+	return validationErr("field name " + quoteForError(name) + " (" + where + ") " + why)
 }
 
 func parseDeclared(v *fastjson.Value, i int) (declaredType, *mappingError) {

@@ -176,6 +176,9 @@ type promExporterConfig struct {
 	filePath       string
 }
 
+// finalPushTimeout bounds the push made at shutdown (a variable for tests).
+var finalPushTimeout = 10 * time.Second
+
 func defaultPromExporterConfig() promExporterConfig {
 	return promExporterConfig{
 		objectives: map[float64]float64{0.5: 0.05, 0.9: 0.01, 0.99: 0.001},
@@ -556,7 +559,13 @@ func (e *prometheusExporter) Close(ctx context.Context) error {
 		}
 	}
 	if e.pusher != nil {
-		if err := e.pusher.PushContext(ctx); err != nil {
+		// The engine closes with a context that has no deadline, and the
+		// client library's HTTP client has no timeout: bound the last push so
+		// an unreachable Pushgateway cannot hang the shutdown.
+		pushCtx, cancel := context.WithTimeout(ctx, finalPushTimeout)
+		err := e.pusher.PushContext(pushCtx)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("metrics prometheus: final push to %s failed: %w", redactURL(e.conf.pushURL), err))
 		}
 	}

@@ -459,3 +459,60 @@ push_basic_auth:
 		t.Errorf("final push carried messages_consumed = %v, want 15", got)
 	}
 }
+
+// BenchmarkCounterWithLabels is the engine's hot path: a labelled counter
+// resolved and incremented once per message (as the metric processor does).
+func BenchmarkCounterWithLabels(b *testing.B) {
+	e, err := newPrometheusExporter(defaultPromExporterConfig(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctor := e.NewCounterCtor("iot_messages_rejected", "kind")
+	kinds := []string{"decode", "validation", "write"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ctor(kinds[i%3]).Incr(1)
+		i++
+	}
+}
+
+func BenchmarkTimerSummary(b *testing.B) {
+	e, err := newPrometheusExporter(defaultPromExporterConfig(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := e.NewTimerCtor("output_latency_ns", "label", "path")("", "root.output")
+	b.ReportAllocs()
+	for b.Loop() {
+		t.Timing(123456)
+	}
+}
+
+// TestPrometheusFinalPushBounded uses a fault-injecting stub that accepts the
+// push and never answers: Close must give up with an error, not hang.
+func TestPrometheusFinalPushBounded(t *testing.T) {
+	release := make(chan struct{})
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	defer stub.Close()
+	defer close(release)
+
+	old := finalPushTimeout
+	finalPushTimeout = 200 * time.Millisecond
+	defer func() { finalPushTimeout = old }()
+
+	conf, err := prometheusMetricsSpec().ParseYAML(`push_url: `+stub.URL, nil)
+	if err != nil {
+		t.Fatalf("parsing config: %v", err)
+	}
+	e, err := newPrometheusExporterFromConfig(conf, nil)
+	if err != nil {
+		t.Fatalf("building exporter: %v", err)
+	}
+	err = e.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "final push") {
+		t.Fatalf("Close against a silent Pushgateway: %v, want a final push error", err)
+	}
+}

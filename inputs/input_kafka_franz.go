@@ -39,6 +39,11 @@ const (
 	kfiFieldCommitPeriod        = "commit_period"
 	kfiFieldMetadataMaxAge      = "metadata_max_age"
 	kfiFieldBatching            = "batching"
+
+	// Additions over Redpanda Connect's field set, for backfills.
+	kfiFieldStartTimestamp = "start_timestamp"
+	kfiFieldEndTimestamp   = "end_timestamp"
+	kfiFieldStartOffsets   = "start_offsets"
 )
 
 // Values of start_offset.
@@ -205,10 +210,25 @@ record fetched and the partition's high watermark, for the partitions this membe
 			service.NewBatchPolicyField(kfiFieldBatching).
 				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. Without it, each partition fetch is one batch."),
 			service.NewAutoRetryNacksToggleField(),
+			service.NewStringField(kfiFieldStartTimestamp).
+				Description("Backfill: partitions without a committed offset start at their first record stamped at or after this time (RFC 3339), instead of at `start_offset`. Partitions with a commit resume from it, so a restarted backfill continues where it stopped. Empty: not used.").
+				Default("").
+				Example("2025-06-01T00:00:00Z").
+				Advanced(),
+			service.NewStringField(kfiFieldEndTimestamp).
+				Description("Backfill: records stamped at or after this time (RFC 3339) are not consumed, and the input ends by itself once the group has committed every partition of `topics` up to it (every record before it delivered and acknowledged). The cut-off offset of each partition is looked up when the input starts: the first record at or after this time, or the partition's end when there is none yet. Needs `topics` (not regular expressions). Empty: consume forever.").
+				Default("").
+				Example("2025-06-08T00:00:00Z").
+				Advanced(),
+			service.NewStringListField(kfiFieldStartOffsets).
+				Description("Backfill: explicit start offsets as `topic:partition:offset`, for partitions that have no committed offset in the group yet (a commit always wins, so a restart resumes). Overrides `start_offset` and `start_timestamp` for the partitions listed.").
+				Default([]any{}).
+				Example([]string{"iot_validated_data:0:18211", "iot_validated_data:3:0"}).
+				Advanced(),
 		).
 		// The list defaults are []any, not []string: the lint rule sees
 		// defaults as they are, and Bloblang only measures []any.
-		LintRule(`root = if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" }`).
+		LintRule(`root = if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
 input:
   kafka_franz:
@@ -272,6 +292,23 @@ type franzInput struct {
 
 	bg        sync.WaitGroup
 	closeOnce sync.Once
+	started   bool // guarded by connMu
+
+	// Backfill bounds; see start_offsets and end_timestamp.
+	topics       []string
+	startOffsets map[topicPartition]int64
+	hasCommit    map[topicPartition]bool // from the last offset fetch of the group
+	endMs        int64                   // 0: no end
+	ends         map[topicPartition]endBound
+	ended        chan struct{}
+	endOnce      sync.Once
+}
+
+// endBound is where a partition's backfill range stops: records from off on
+// are not consumed; logStart tells an empty range.
+type endBound struct {
+	off      int64
+	logStart int64
 }
 
 type topicPartition struct {
@@ -297,6 +334,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		batches:     make(chan readyBatch),
 		unreachable: make(chan struct{}, 1),
 		parts:       map[topicPartition]*partitionConsumer{},
+		ended:       make(chan struct{}),
 	}
 	in.ctx, in.stop = context.WithCancel(context.Background())
 
@@ -381,6 +419,11 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		return nil, fmt.Errorf("field %s: %q is not one of earliest, latest, committed", kfiFieldStartOffset, start)
 	}
 
+	in.topics = topics
+	if opts, err = in.parseBackfill(conf, opts, len(include) > 0); err != nil {
+		return nil, err
+	}
+
 	for _, f := range []struct {
 		name string
 		opt  func(int32) kgo.Opt
@@ -459,17 +502,33 @@ func (in *franzInput) Connect(ctx context.Context) error {
 			return fmt.Errorf("kafka_franz: creating the Kafka client: %w", err)
 		}
 		in.client = cl
-		in.lastProgress.Store(time.Now().UnixNano())
-		in.bg.Add(3)
-		go in.pollLoop(cl)
-		go in.commitLoop(cl)
-		go in.healthLoop(cl)
 	}
 	pctx, cancel := context.WithTimeout(ctx, kfiPingTimeout)
 	defer cancel()
 	if err := kafkaclient.PingError(pctx, in.client, in.conn.SeedBrokers); err != nil {
 		in.reachable.Store(false)
 		return err
+	}
+	if !in.started {
+		// The cut-off offsets must be known before the first record is
+		// handed on, so consuming starts only once they are resolved.
+		if in.endMs > 0 && in.ends == nil {
+			ends, err := in.resolveEnds(pctx, in.client)
+			if err != nil {
+				return err
+			}
+			in.ends = ends
+		}
+		in.started = true
+		in.lastProgress.Store(time.Now().UnixNano())
+		in.bg.Add(3)
+		go in.pollLoop(in.client)
+		go in.commitLoop(in.client)
+		go in.healthLoop(in.client)
+		if in.ends != nil {
+			in.bg.Add(1)
+			go in.endLoop(in.client)
+		}
 	}
 	in.reachable.Store(true)
 	return nil
@@ -492,6 +551,8 @@ func (in *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, serv
 		case b := <-in.batches:
 			return b.batch, b.ack, nil
 		case <-in.unreachable:
+		case <-in.ended:
+			return nil, nil, service.ErrEndOfInput
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-in.ctx.Done():
@@ -568,7 +629,14 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 			if lag := fp.HighWatermark - last.Offset - 1; fp.HighWatermark >= 0 && lag >= 0 {
 				in.lag.Set(lag, fp.Topic, strconv.Itoa(int(fp.Partition)))
 			}
-			in.partitionFor(cl, fp.Topic, fp.Partition).enqueue(fp.Records)
+			p := in.partitionFor(cl, fp.Topic, fp.Partition)
+			recs, finished := in.withinEnd(fp.Topic, fp.Partition, fp.Records)
+			if len(recs) > 0 {
+				p.enqueue(recs)
+			}
+			if finished {
+				p.finish()
+			}
 		})
 		cl.AllowRebalance()
 		if got {
@@ -793,10 +861,11 @@ type partitionConsumer struct {
 	// while it is at checkpoint_limit.
 	held atomic.Int64
 
-	mu     sync.Mutex
-	queue  []*kgo.Record
-	paused bool
-	gone   bool
+	mu       sync.Mutex
+	queue    []*kgo.Record
+	paused   bool
+	gone     bool
+	finished bool // reached end_timestamp: fetching stays paused
 
 	// Guarded by in.commitMu.
 	committed    kgo.EpochOffset
@@ -819,6 +888,21 @@ func (p *partitionConsumer) enqueue(recs []*kgo.Record) {
 	select {
 	case p.wake <- struct{}{}:
 	default:
+	}
+}
+
+// finish stops fetching a partition that has reached its end_timestamp
+// cut-off; what is already queued is still delivered.
+func (p *partitionConsumer) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.finished || p.gone {
+		return
+	}
+	p.finished = true
+	if !p.paused {
+		p.paused = true
+		p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 	}
 }
 
@@ -925,7 +1009,7 @@ func (p *partitionConsumer) release(cp *checkpoint) {
 	held := p.held.Add(-int64(freed))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.paused && !p.gone && held < int64(p.in.limit) {
+	if p.paused && !p.gone && !p.finished && held < int64(p.in.limit) {
 		p.paused = false
 		p.client.ResumeFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 	}

@@ -850,3 +850,118 @@ func BenchmarkKafkaFranzInput(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "records/s")
 }
+
+// runToEnd runs a stream that must end by itself (end_timestamp) and
+// returns once it has.
+func runToEnd(t testing.TB, inputYAML string, c *collector) {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	if err := b.SetLoggerYAML("level: warn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddInputYAML(inputYAML); err != nil {
+		t.Fatalf("input config rejected: %v\n%s", err, inputYAML)
+	}
+	if err := b.AddBatchConsumerFunc(c.consume); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("the stream did not end by itself at end_timestamp: %v (delivered %d)", err, len(c.snapshot()))
+	}
+}
+
+func TestKafkaFranzInputTimeRangeBackfill(t *testing.T) {
+	const (
+		topic = "history"
+		parts = 3
+		n     = 90
+		group = "g-backfill"
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	prod := manualProducer(t, b.SeedBrokers())
+	base := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{
+			Topic: topic, Partition: int32(i % parts),
+			Key: []byte(fmt.Sprintf("key-%d", i)), Value: []byte("{}"),
+			Timestamp: base.Add(time.Duration(i) * time.Second),
+		}
+	}
+	if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	var c collector
+	runToEnd(t, inputYAML(b.SeedBrokers(), topic, group, fmt.Sprintf(`
+  start_timestamp: %s
+  end_timestamp: %s
+`, base.Add(20*time.Second).Format(time.RFC3339), base.Add(70*time.Second).Format(time.RFC3339))), &c)
+
+	keys := c.uniqueKeys()
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		inRange := i >= 20 && i < 70
+		if inRange && keys[k] != 1 {
+			t.Errorf("%s (in range) delivered %d times, want once", k, keys[k])
+		}
+		if !inRange && keys[k] != 0 {
+			t.Errorf("%s (outside the range) delivered %d times", k, keys[k])
+		}
+	}
+	// The group is committed exactly at each partition's cut-off: the
+	// first record at 70s is key-70 (partition 1, offset 23), key-71
+	// (partition 2, offset 23) and key-72 (partition 0, offset 24).
+	committed := committedOffsets(t, newClient(t, b.SeedBrokers()), group, topic)
+	want := map[int32]int64{0: 24, 1: 23, 2: 23}
+	for p, off := range want {
+		if committed[p] != off {
+			t.Errorf("partition %d committed at %d, want the cut-off %d", p, committed[p], off)
+		}
+	}
+}
+
+func TestKafkaFranzInputStartOffsets(t *testing.T) {
+	const (
+		topic = "replay"
+		parts = 3
+		group = "g-offsets"
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	prod := manualProducer(t, b.SeedBrokers())
+	produceN(t, prod, topic, parts, 0, 30) // offsets 0..9 on each partition
+	extra := fmt.Sprintf(`
+  start_offsets: [ "%[1]s:0:5", "%[1]s:2:8" ]
+  end_timestamp: %[2]s
+`, topic, time.Now().Add(time.Hour).Format(time.RFC3339))
+
+	var c collector
+	runToEnd(t, inputYAML(b.SeedBrokers(), topic, group, extra), &c)
+	got := map[int][]int{}
+	for _, d := range c.snapshot() {
+		got[d.partition] = append(got[d.partition], d.offset)
+	}
+	want := map[int][]int{0: {5, 6, 7, 8, 9}, 1: {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 2: {8, 9}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered offsets per partition %v, want %v", got, want)
+	}
+
+	// A second run of the same group resumes from its commits: the
+	// explicit offsets only apply to partitions without one.
+	produceN(t, prod, topic, parts, 30, 3)
+	var again collector
+	runToEnd(t, inputYAML(b.SeedBrokers(), topic, group, fmt.Sprintf(`
+  start_offsets: [ "%[1]s:0:5", "%[1]s:2:8" ]
+  end_timestamp: %[2]s
+`, topic, time.Now().Add(time.Hour).Format(time.RFC3339))), &again)
+	keys := again.uniqueKeys()
+	if len(keys) != 3 || keys["key-30"] != 1 || keys["key-31"] != 1 || keys["key-32"] != 1 {
+		t.Fatalf("second run delivered %v, want only key-30, key-31, key-32", keys)
+	}
+}

@@ -103,6 +103,40 @@ batching:
 			wantErr: "GSSAPI",
 		},
 		{
+			name: "backfill fields",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nstart_timestamp: 2025-06-01T00:00:00Z\nend_timestamp: 2025-06-02T00:00:00.5+02:00\nstart_offsets: [ \"t:0:5\" ]\n",
+		},
+		{
+			name:    "bad timestamp",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nend_timestamp: yesterday\n",
+			wantErr: "not an RFC 3339 time",
+		},
+		{
+			name:    "end before start",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nstart_timestamp: 2025-06-02T00:00:00Z\nend_timestamp: 2025-06-01T00:00:00Z\n",
+			wantErr: "end_timestamp must be after start_timestamp",
+		},
+		{
+			name:    "end with regexp topics",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\nregexp_topics_include: [ \"^t\" ]\nconsumer_group: g\nend_timestamp: 2025-06-01T00:00:00Z\n",
+			wantErr: "end_timestamp needs the topics",
+		},
+		{
+			name:    "start offset malformed",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nstart_offsets: [ \"t:0\" ]\n",
+			wantErr: "is not topic:partition:offset",
+		},
+		{
+			name:    "start offset negative",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nstart_offsets: [ \"t:0:-1\" ]\n",
+			wantErr: "non-negative",
+		},
+		{
+			name:    "start offset of another topic",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nstart_offsets: [ \"u:0:1\" ]\n",
+			wantErr: "is not in topics",
+		},
+		{
 			name:    "scram without user",
 			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nsasl:\n  - mechanism: SCRAM-SHA-512\n",
 			wantErr: "needs a username",
@@ -145,6 +179,7 @@ func TestKafkaFranzInputLint(t *testing.T) {
 		{name: "valid", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  topics: [ t ]\n  consumer_group: g\n"},
 		{name: "no topics", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  consumer_group: g\n", wantLint: "at least one of topics or regexp_topics_include"},
 		{name: "unknown field", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  topics: [ t ]\n  consumer_group: g\n  topic: t\n", wantLint: "topic"},
+		{name: "end with regexp", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  regexp_topics_include: [ t ]\n  consumer_group: g\n  end_timestamp: 2025-06-01T00:00:00Z\n", wantLint: "end_timestamp needs topics"},
 		{name: "bad enum", yaml: "kafka_franz:\n  seed_brokers: [ x:9092 ]\n  topics: [ t ]\n  consumer_group: g\n  start_offset: oldest\n", wantLint: "oldest"},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,353 @@
+package tests
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/readinggen"
+)
+
+// The fault suite: each scenario produces a known stream, disturbs the stack while it flows,
+// then checks InfluxDB value by value and the error topic record by record (verify). Redelivery
+// duplicates are acceptable only where harmless: points collapse onto the same series and
+// timestamp, error records for one source count once.
+
+// streamer produces readings in chunks over time, like a live stage 2, in the background.
+type streamer struct {
+	done chan struct{}
+}
+
+func (s *stack) stream(readings []readinggen.Reading, chunks int, every time.Duration) *streamer {
+	st := &streamer{done: make(chan struct{})}
+	size := (len(readings) + chunks - 1) / chunks
+	go func() {
+		defer close(st.done)
+		for i := 0; i < len(readings); i += size {
+			end := min(i+size, len(readings))
+			s.produce(readings[i:end])
+			time.Sleep(every)
+		}
+	}()
+	return st
+}
+
+func (st *streamer) wait() { <-st.done }
+
+// Scenario 1: the ingestor is killed with SIGKILL three times mid-stream and restarted.
+func TestFaultKilledThreeTimes(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 6})
+	readings := generate(t, 11, 3000, 0.05)
+	p := s.startIngestor(nil)
+	st := s.stream(readings, 30, 150*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		time.Sleep(1200 * time.Millisecond)
+		p.kill()
+		p = s.startIngestor(nil)
+	}
+	st.wait()
+	s.waitDrained(120 * time.Second)
+	report(t, "sigkill-x3", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 2: InfluxDB is stopped for 20 s while messages keep arriving.
+func TestFaultInfluxDBOutage(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 4})
+	readings := generate(t, 12, 2000, 0.05)
+	p := s.startIngestor(nil)
+	p.waitStatus("/ready", 200, 30*time.Second)
+	st := s.stream(readings, 40, 700*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	s.influx.Stop()
+	p.waitStatus("/ready", 503, 30*time.Second)
+	time.Sleep(20 * time.Second)
+	if got := p.status("/ready"); got != 503 {
+		t.Errorf("/ready answered %d after 20 s of outage", got)
+	}
+	s.influx.Restart()
+	p.waitStatus("/ready", 200, 60*time.Second)
+	st.wait()
+	s.waitDrained(120 * time.Second)
+	o := s.verify(readings, nil) // no extra error records allowed: the outage is not a data error
+	report(t, "influxdb-outage-20s", o, time.Since(start))
+}
+
+// Scenario 3: the Kafka broker (persisted to a directory) restarts mid-stream.
+func TestFaultBrokerRestart(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 4, persistBroker: true})
+	readings := generate(t, 13, 2000, 0.05)
+	p := s.startIngestor(nil)
+	p.waitStatus("/ready", 200, 30*time.Second)
+	s.produce(readings[:1000])
+	time.Sleep(time.Second)
+	s.restartBroker(3 * time.Second)
+	s.produce(readings[1000:])
+	s.waitDrained(120 * time.Second)
+	p.waitStatus("/ready", 200, 30*time.Second)
+	report(t, "broker-restart", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 4: three instances in one consumer group over twelve partitions; one is killed
+// mid-stream and its partitions move to the other two.
+func TestFaultScaleOutOneKilled(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 12})
+	readings := generate(t, 14, 3000, 0.05)
+	env := map[string]string{"INFLUXDB_BATCH_SIZE": "20"}
+	ps := []*ingestor{s.startIngestor(env), s.startIngestor(env), s.startIngestor(env)}
+	for _, p := range ps {
+		p.waitStatus("/ready", 200, 30*time.Second)
+	}
+	st := s.stream(readings, 30, 150*time.Millisecond)
+	time.Sleep(2 * time.Second)
+	ps[1].kill()
+	st.wait()
+	s.waitDrained(120 * time.Second)
+	consumed := 0.0
+	for _, p := range []*ingestor{ps[0], ps[2]} {
+		c := metricTotal(p.metrics(), "input_received")
+		if c == 0 {
+			t.Errorf("a surviving instance consumed nothing: the group did not spread the work")
+		}
+		consumed += c
+	}
+	t.Logf("survivors consumed %v messages", consumed)
+	report(t, "scale-out-3x12-one-killed", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 5: a fifth of the stream is bad input of every kind.
+func TestFaultPoisonFlood(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 4})
+	readings := generate(t, 15, 3000, 0.20)
+	kinds := map[readinggen.BadKind]int{}
+	for _, r := range readings {
+		if r.Expect.Outcome == readinggen.OutcomeError {
+			kinds[r.Expect.BadKind]++
+		}
+	}
+	if len(kinds) != len(readinggen.BadKinds) {
+		t.Fatalf("the flood has %d of the %d bad kinds", len(kinds), len(readinggen.BadKinds))
+	}
+	p := s.startIngestor(nil)
+	p.waitStatus("/ready", 200, 30*time.Second)
+	s.produce(readings)
+	s.waitDrained(120 * time.Second)
+	report(t, "poison-flood-20pct", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 6: the error topic refuses writes. The affected messages are not acknowledged (the
+// committed offset stays before them) and their records arrive once it accepts writes again.
+func TestFaultErrorTopicRefused(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 2})
+	readings := generate(t, 16, 800, 0.10)
+
+	ctx := context.Background()
+	topics, err := kadm.NewClient(s.client()).ListTopics(ctx, errorTopic)
+	if err != nil || topics.Error() != nil {
+		t.Fatalf("error topic metadata: %v %v", err, topics.Error())
+	}
+	errorTopicID := topics[errorTopic].ID
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var refused atomic.Int64
+	cluster := s.broker.Cluster()
+	cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if !refuse.Load() || len(req.Topics) == 0 {
+			return nil, nil, false
+		}
+		for _, rt := range req.Topics {
+			if rt.Topic != errorTopic && rt.TopicID != errorTopicID {
+				return nil, nil, false
+			}
+		}
+		refused.Add(1)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+
+	p := s.startIngestor(nil)
+	p.waitStatus("/ready", 200, 30*time.Second)
+	s.produce(readings)
+	time.Sleep(8 * time.Second)
+	if refused.Load() == 0 {
+		t.Fatalf("no produce to the error topic was refused: the scenario did not happen")
+	}
+	// While refused, no bad message may be committed: each partition's committed offset is
+	// at most the offset of its first bad message.
+	firstBad := map[int32]int64{}
+	for _, r := range readings {
+		if r.Expect.Outcome != readinggen.OutcomeError {
+			continue
+		}
+		src := r.Expect.Source
+		if at, ok := firstBad[src.Partition]; !ok || src.Offset < at {
+			firstBad[src.Partition] = src.Offset
+		}
+	}
+	committed, err := kadm.NewClient(s.client()).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part, bad := range firstBad {
+		if c, ok := committed.Lookup(inputTopic, part); ok && c.At > bad {
+			t.Errorf("partition %d committed to %d past the unreported bad message at %d", part, c.At, bad)
+		}
+	}
+	if n := len(s.errorRecords()); n != 0 {
+		t.Errorf("%d error records while the topic refused writes", n)
+	}
+	refuse.Store(false)
+	s.waitDrained(120 * time.Second)
+	report(t, "error-topic-refused", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 7: InfluxDB throttles (429 and 503 with Retry-After) through a fault-injecting
+// proxy in front of the real server; the ingestor waits as told and loses nothing, and its
+// memory stays bounded.
+func TestFaultThrottled(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 4})
+	proxy := influxtest.NewFaultInjector(t, s.influx.URL())
+	var throttled atomic.Int64
+	proxy.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		if len(req.Lines) == 0 || n%3 != 1 { // let probes and two writes in three through
+			return influxtest.Pass
+		}
+		throttled.Add(1)
+		status := 429
+		if n%2 == 0 {
+			status = 503
+		}
+		return influxtest.Fault{Status: status, Header: map[string]string{"Retry-After": "1"},
+			Body: `{"code":"too many requests","message":"throttled by the fault injector"}`}
+	})
+	readings := generate(t, 17, 2000, 0.05)
+	p := s.startIngestor(map[string]string{"INFLUXDB_URL": proxy.URL()})
+	p.waitStatus("/ready", 200, 30*time.Second)
+	s.produce(readings)
+	s.waitDrained(180 * time.Second)
+	if throttled.Load() == 0 {
+		t.Fatalf("no write was throttled: the scenario did not happen")
+	}
+	ms := p.metrics()
+	if metricTotal(ms, "influxdb_write_retries") == 0 {
+		t.Errorf("influxdb_write_retries is 0 after %d throttled writes", throttled.Load())
+	}
+	if hwm := peakRSS(t, p); hwm > 300<<20 {
+		t.Errorf("peak RSS %d MiB under throttling: memory is not bounded", hwm>>20)
+	}
+	t.Logf("%d writes throttled", throttled.Load())
+	report(t, "throttled-429-503", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 8: SIGTERM under load. The process exits within the shutdown timeout; every offset
+// it committed belongs to a stored or reported message; a restart finishes the rest.
+func TestFaultSIGTERMUnderLoad(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 4})
+	readings := generate(t, 18, 4000, 0.05)
+	env := map[string]string{"SHUTDOWN_TIMEOUT": "10s"}
+	p := s.startIngestor(env)
+	p.waitStatus("/ready", 200, 30*time.Second)
+	st := s.stream(readings, 20, 100*time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
+	took := p.terminate(20 * time.Second)
+	t.Logf("exited %v after SIGTERM", took)
+	if p.exitErr != nil {
+		t.Errorf("exit after SIGTERM: %v", p.exitErr)
+	}
+	st.wait()
+
+	// Everything committed must already be stored (or filtered, or reported).
+	committed, err := kadm.NewClient(s.client()).FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []readinggen.Reading
+	total := int64(0)
+	for _, r := range readings {
+		src := r.Expect.Source
+		if c, ok := committed.Lookup(inputTopic, src.Partition); ok && src.Offset < c.At {
+			done = append(done, r)
+		}
+	}
+	committed.Each(func(o kadm.OffsetResponse) { total += o.At })
+	if total == 0 {
+		t.Errorf("nothing was committed on SIGTERM")
+	}
+	t.Logf("committed before the restart: %d of %d messages", len(done), len(readings))
+	s.verifyStored(storedOnly(done), false)
+
+	p = s.startIngestor(env)
+	s.waitDrained(120 * time.Second)
+	report(t, "sigterm-under-load", s.verify(readings, nil), time.Since(start))
+}
+
+// Scenario 9: a backlog waiting at start drains with every value stored.
+func TestFaultBacklog(t *testing.T) {
+	start := time.Now()
+	s := newStack(t, stackOptions{partitions: 6})
+	readings := generate(t, 19, 6000, 0.05)
+	s.produce(readings)
+	p := s.startIngestor(map[string]string{"INFLUXDB_BATCH_SIZE": "500"})
+	p.waitStatus("/ready", 200, 30*time.Second)
+	s.waitDrained(180 * time.Second)
+	report(t, "backlog", s.verify(readings, nil), time.Since(start))
+}
+
+func storedOnly(rs []readinggen.Reading) map[string][]readinggen.Expectation {
+	out := map[string][]readinggen.Expectation{}
+	for _, r := range rs {
+		if r.Expect.Outcome == readinggen.OutcomeStored {
+			out[r.Expect.Measurement] = append(out[r.Expect.Measurement], r.Expect)
+		}
+	}
+	return out
+}
+
+// peakRSS is the process's peak resident set size (VmHWM), in bytes.
+func peakRSS(t *testing.T, p *ingestor) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatalf("reading the ingestor's /proc status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
+}

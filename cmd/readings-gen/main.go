@@ -68,7 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	start := fs.String("start", c.opts.Start.Format(time.RFC3339), `time of the first readings (RFC 3339), or "now" for one hour ago`)
 	fs.StringVar(&c.expectOut, "expect-out", "", "write the expectation of every acknowledged record to this file, one JSON object a line (in acknowledgement order; seq gives the order produced)")
 	fs.DurationVar(&c.progress, "progress", time.Second, "interval between progress lines on stderr; 0 for none")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long a record may wait for the broker before it counts as failed")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for a broker to answer at start, and for any acknowledgement while records are outstanding, before giving up")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: readings-gen [flags]\n\nProduces realistic stage-2 readings to Kafka, keyed by device_id.\n\n")
 		fs.PrintDefaults()
@@ -179,7 +179,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DefaultProduceTopic(c.topic),
-		kgo.RecordDeliveryTimeout(c.timeout),
+		// No RecordDeliveryTimeout: franz-go measures it from the record's
+		// timestamp, which here is the reading's time, often long past. The
+		// stall watchdog below bounds delivery instead.
 		kgo.ProducerLinger(5*time.Millisecond),
 		// Lets the generator feed a broker that creates topics on demand;
 		// a broker that does not answers UNKNOWN_TOPIC_OR_PARTITION.
@@ -210,6 +212,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		tally                   readinggen.Tally
 	)
 	began := time.Now()
+
+	// Records are produced under prodCtx, cancelled when the broker stops
+	// acknowledging for --timeout: what is still buffered then fails, and
+	// Produce calls blocked on a full buffer return, instead of hanging.
+	prodCtx, cancelProd := context.WithCancel(context.Background())
+	defer cancelProd()
+	var stalled atomic.Bool
+	watchDone := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(max(c.timeout/20, 10*time.Millisecond))
+		defer tick.Stop()
+		last, lastAt := int64(-1), time.Now()
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-tick.C:
+			}
+			done := acked.Load() + failed.Load()
+			if done != last || done == produced.Load() {
+				last, lastAt = done, time.Now()
+				continue
+			}
+			if time.Since(lastAt) > c.timeout {
+				stalled.Store(true)
+				cancelProd()
+				return
+			}
+		}
+	}()
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
 	go func() {
@@ -248,10 +280,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		r := gen.Next()
 		e := r.Expect
-		rec := &kgo.Record{Key: r.Key, Value: r.Value}
+		// The record time is the reading's: messages without a timestamp are
+		// stored at it, and a rerun of the same seed is the same stream.
+		rec := &kgo.Record{Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
 		produced.Add(1)
-		// Not ctx: after Ctrl-C what is already handed over is still delivered.
-		cl.Produce(context.Background(), rec, func(rec *kgo.Record, err error) {
+		// prodCtx, not ctx: after Ctrl-C what is already handed over is still
+		// delivered.
+		cl.Produce(prodCtx, rec, func(rec *kgo.Record, err error) {
 			if err != nil {
 				failed.Add(1)
 				err = fmt.Errorf("record %d (key %q) to %s: %w", e.Seq, rec.Key, c.topic, err)
@@ -259,7 +294,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return
 			}
 			acked.Add(1)
-			e.Source = &readinggen.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
+			e.Source = &readinggen.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, TimestampMS: rec.Timestamp.UnixMilli()}
 			tallyMu.Lock()
 			tally.Add(e)
 			tallyMu.Unlock()
@@ -269,9 +304,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	}
 	// Deliver what is buffered even after Ctrl-C, but not forever.
-	flushCtx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	flushErr := cl.Flush(flushCtx)
-	cancel()
+	flushErr := cl.Flush(prodCtx)
+	close(watchDone)
 	close(stopProgress)
 	<-progressDone
 	elapsed := time.Since(began)
@@ -292,6 +326,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	switch {
+	case stalled.Load():
+		return fmt.Errorf("no acknowledgement from %v for %v with %d records outstanding: gave up (%d failed)", c.brokers, c.timeout, produced.Load()-acked.Load(), failed.Load())
 	case failed.Load() > 0:
 		return fmt.Errorf("%d records were not acknowledged; first: %w", failed.Load(), *firstErr.Load())
 	case flushErr != nil:

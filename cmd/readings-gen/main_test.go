@@ -134,6 +134,9 @@ func TestProduceToInProcessBroker(t *testing.T) {
 		if !bytes.Equal(r.Key, orig.Key) || !bytes.Equal(r.Value, orig.Value) {
 			t.Fatalf("record %d/%d (seq %d) differs from the generated message:\n got %q %s\nwant %q %s", r.Partition, r.Offset, e.Seq, r.Key, r.Value, orig.Key, orig.Value)
 		}
+		if !r.Timestamp.Equal(orig.Timestamp) || e.Source.TimestampMS != orig.Timestamp.UnixMilli() {
+			t.Fatalf("record %d/%d (seq %d) has time %v (expectation says %d ms), want %v", r.Partition, r.Offset, e.Seq, r.Timestamp, e.Source.TimestampMS, orig.Timestamp)
+		}
 		if e.Key != string(r.Key) || e.Outcome != orig.Expect.Outcome || len(e.Fields) != len(orig.Expect.Fields) {
 			t.Fatalf("expectation line for seq %d differs from the generator's: %+v", e.Seq, e)
 		}
@@ -189,5 +192,37 @@ func TestFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("args %v: error %v, want one containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestBrokerGoneMidStream: when the broker disappears, the command gives up
+// after --timeout without acknowledgements and says so, rather than hanging or
+// reporting success.
+func TestBrokerGoneMidStream(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, testTopic))
+	if err != nil {
+		t.Fatalf("starting in-process Kafka broker (kfake): %v", err)
+	}
+	brokers := cluster.ListenAddrs()
+	done := make(chan error, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- run(context.Background(), []string{
+			"--brokers", strings.Join(brokers, ","), "--count", "3000", "--rate", "1000",
+			"--timeout", "1s", "--progress", "0",
+		}, &stdout, &stderr)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cluster.Close()
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not return within 60s after the broker went away")
+	}
+	if err == nil || !strings.Contains(err.Error(), "no acknowledgement") {
+		t.Fatalf("run with the broker gone: %v, want a 'no acknowledgement' error\n%s", err, stdout.String())
+	}
+	if strings.Contains(stdout.String(), "3000 of 3000 messages acknowledged") {
+		t.Errorf("summary claims every message was acknowledged:\n%s", stdout.String())
 	}
 }

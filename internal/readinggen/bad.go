@@ -69,7 +69,7 @@ func (g *Generator) bad(dev *device, kind BadKind) Reading {
 		value = m.style.encode(nil, obj)
 	}
 	e.Variants = dedupe(m.tags)
-	return Reading{Key: key, Value: value, Expect: e}
+	return Reading{Key: key, Value: value, Timestamp: recordTime(m.time), Expect: e}
 }
 
 func (g *Generator) breakObject(m *message, kind BadKind) object {

@@ -119,9 +119,10 @@ type Expectation struct {
 
 // Source is a record's place in Kafka, the shape of an error record's `source`.
 type Source struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
+	Topic       string `json:"topic"`
+	Partition   int32  `json:"partition"`
+	Offset      int64  `json:"offset"`
+	TimestampMS int64  `json:"timestamp_ms"`
 }
 
 // Field returns the expected field called name.

@@ -79,7 +79,7 @@ func TestMapperAgreesWithExpectations(t *testing.T) {
 			m := service.NewMessage(readings[i].Value)
 			m.MetaSetMut("seq", strconv.Itoa(i))
 			m.MetaSetMut("kafka_key", string(readings[i].Key))
-			m.MetaSetMut("kafka_timestamp_ms", "1750000000000")
+			m.MetaSetMut("kafka_timestamp_ms", strconv.FormatInt(readings[i].Timestamp.UnixMilli(), 10))
 			batch = append(batch, m)
 		}
 		if err := produce(ctx, batch); err != nil {

@@ -24,10 +24,14 @@ type cell struct {
 type message struct {
 	requestID string
 	timestamp any
-	deviceID  any
-	index     string
-	cells     []cell
-	grp       *group
+	// time is the reading's time: the timestamp's, or the Kafka record time
+	// the producer must set when timestampMode is absent, null or empty.
+	time          time.Time
+	timestampMode string
+	deviceID      any
+	index         string
+	cells         []cell
+	grp           *group
 
 	labelsMode  string // labels, label, both, none, null
 	altLabels   []any  // the older `label` key in mode "both"
@@ -81,17 +85,32 @@ func (g *Generator) build(dev *device, bo buildOpts) *message {
 		m.tag("enc:compact")
 	}
 
-	switch r := g.rng.IntN(10); {
-	case r < 4:
-		m.timestamp = isoformat(g.nextTime(dev, false), false)
+	// The three isoformat() styles; now and then no usable timestamp at all,
+	// which means the Kafka record time (milliseconds).
+	switch r := g.rng.IntN(100); {
+	case r < 38 || bo.plain && r >= 95:
+		m.time = g.nextTime(dev, false)
+		m.timestamp = isoformat(m.time, false)
 		m.tag("ts:naive")
-	case r < 8:
-		m.timestamp = isoformat(g.nextTime(dev, false), true)
+	case r < 76:
+		m.time = g.nextTime(dev, false)
+		m.timestamp = isoformat(m.time, true)
 		m.tag("ts:offset")
-	default:
-		off := g.chance(0.5)
-		m.timestamp = isoformat(g.nextTime(dev, true), off)
+	case r < 95:
+		m.time = g.nextTime(dev, true)
+		m.timestamp = isoformat(m.time, g.chance(0.5))
 		m.tag("ts:whole-second")
+	default:
+		m.time = g.nextTime(dev, false).Truncate(time.Millisecond)
+		dev.last = m.time
+		m.timestampMode = pick(g, []string{"absent", "null", "empty"})
+		switch m.timestampMode {
+		case "null":
+			m.timestamp = nil
+		case "empty":
+			m.timestamp = ""
+		}
+		m.tag("ts:record-time", "ts:record-time:"+m.timestampMode)
 	}
 
 	// Labels: `labels` (current), `label` (older normalizer), both, or none.
@@ -353,11 +372,11 @@ func (g *Generator) metadata(m *message) object {
 
 // object renders the message in the key order of stage 2's pydantic model.
 func (g *Generator) object(m *message) object {
-	o := object{
-		{"request_id", m.requestID},
-		{"timestamp", m.timestamp},
-		{"device_id", m.deviceID},
+	o := object{{"request_id", m.requestID}}
+	if m.timestampMode != "absent" {
+		o = append(o, member{"timestamp", m.timestamp})
 	}
+	o = append(o, member{"device_id", m.deviceID})
 	values := make([]any, len(m.cells))
 	for i, c := range m.cells {
 		values[i] = c.value
@@ -479,9 +498,8 @@ func valueTags(m *message) []string {
 
 func (g *Generator) good(dev *device) Reading {
 	m := g.build(dev, buildOpts{})
-	ts := parseOwnTimestamp(m.timestamp.(string))
 	obj := g.object(m)
-	e := g.expect(m, ts)
+	e := g.expect(m, m.time)
 	m.tag(valueTags(m)...)
 	if strings.ContainsAny(dev.id, " ,=") {
 		m.tag("device:escape")
@@ -490,18 +508,11 @@ func (g *Generator) good(dev *device) Reading {
 		m.tag("outcome:filtered")
 	}
 	e.Variants = dedupe(m.tags)
-	return Reading{Key: []byte(dev.id), Value: m.style.encode(make([]byte, 0, 768), obj), Expect: e}
+	return Reading{Key: []byte(dev.id), Value: m.style.encode(make([]byte, 0, 768), obj), Timestamp: recordTime(m.time), Expect: e}
 }
 
-// parseOwnTimestamp reads back a timestamp this package wrote.
-func parseOwnTimestamp(s string) time.Time {
-	s = strings.TrimSuffix(s, "+00:00")
-	t, err := time.Parse("2006-01-02T15:04:05.999999", s)
-	if err != nil {
-		panic("readinggen: own timestamp " + s + ": " + err.Error())
-	}
-	return t
-}
+// recordTime is the Kafka record time for a reading: Kafka keeps milliseconds.
+func recordTime(t time.Time) time.Time { return t.Truncate(time.Millisecond) }
 
 func dedupe(tags []string) []string {
 	out := slices.Clone(tags)

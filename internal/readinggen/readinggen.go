@@ -47,9 +47,12 @@ func DefaultOptions() Options {
 
 // Reading is one Kafka record and what the ingestor must make of it.
 type Reading struct {
-	Key    []byte
-	Value  []byte
-	Expect Expectation
+	Key   []byte
+	Value []byte
+	// Timestamp is the record time the producer must set: the reading's time
+	// in milliseconds. Messages without a usable timestamp are stored at it.
+	Timestamp time.Time
+	Expect    Expectation
 }
 
 type device struct {

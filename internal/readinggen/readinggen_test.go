@@ -100,7 +100,7 @@ func TestDeterministic(t *testing.T) {
 	a := collect(t, 42, DefaultOptions(), 2000)
 	b := collect(t, 42, DefaultOptions(), 2000)
 	for i := range a {
-		if !bytes.Equal(a[i].Key, b[i].Key) || !bytes.Equal(a[i].Value, b[i].Value) || !reflect.DeepEqual(a[i].Expect, b[i].Expect) {
+		if !bytes.Equal(a[i].Key, b[i].Key) || !bytes.Equal(a[i].Value, b[i].Value) || !a[i].Timestamp.Equal(b[i].Timestamp) || !reflect.DeepEqual(a[i].Expect, b[i].Expect) {
 			t.Fatalf("message %d differs between two runs with seed 42:\n%s\n%s", i, a[i].Value, b[i].Value)
 		}
 	}
@@ -164,7 +164,7 @@ func TestBadShare(t *testing.T) {
 // show up in a few thousand messages of the default stream.
 var requiredVariants = []string{
 	"enc:python", "enc:compact",
-	"ts:naive", "ts:offset", "ts:whole-second",
+	"ts:naive", "ts:offset", "ts:whole-second", "ts:record-time:absent", "ts:record-time:null", "ts:record-time:empty",
 	"labels:labels", "labels:label", "labels:both", "labels:none", "labels:null",
 	"label:null-entry", "label:empty", "label:escape",
 	"display_names:present", "display_names:null", "display_names:absent",
@@ -297,11 +297,24 @@ func TestMessagesMatchTheirExpectations(t *testing.T) {
 		if obj["device_id"] != e.Measurement || string(r.Key) != e.Measurement {
 			t.Errorf("seq %d: measurement %q, device_id %v, key %q", e.Seq, e.Measurement, obj["device_id"], r.Key)
 		}
-		tsText := obj["timestamp"].(string)
-		if !strings.HasSuffix(tsText, "+00:00") {
-			tsText += "+00:00" // naive isoformat means UTC
+		var ts time.Time
+		var err error
+		switch tsText, _ := obj["timestamp"].(string); tsText {
+		case "":
+			// Absent, null or empty: the record time, which Kafka keeps in ms.
+			ts = r.Timestamp
+			if ts.IsZero() || ts.Nanosecond()%int(time.Millisecond) != 0 {
+				t.Errorf("seq %d: no timestamp and record time %v is not whole milliseconds", e.Seq, ts)
+			}
+		default:
+			if !strings.HasSuffix(tsText, "+00:00") {
+				tsText += "+00:00" // naive isoformat means UTC
+			}
+			ts, err = time.Parse("2006-01-02T15:04:05.999999-07:00", tsText)
+			if err == nil && !r.Timestamp.Equal(ts.Truncate(time.Millisecond)) {
+				t.Errorf("seq %d: record time %v is not the reading's %v", e.Seq, r.Timestamp, ts)
+			}
 		}
-		ts, err := time.Parse("2006-01-02T15:04:05.999999-07:00", tsText)
 		if err != nil {
 			t.Errorf("seq %d: timestamp %v: %v", e.Seq, obj["timestamp"], err)
 		} else if ts.UnixNano() != e.TimestampNS {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -109,6 +110,9 @@ func startInfluxStream(t *testing.T, writerConf string) *influxStream {
 	if err := b.SetLoggerYAML("level: warn"); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.SetMetricsYAML("json_api: {}"); err != nil {
+		t.Fatal(err)
+	}
 	produce, err := b.AddBatchProducerFunc()
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +140,26 @@ func (s *influxStream) ready() (int, string) {
 	rec := httptest.NewRecorder()
 	s.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ready", nil))
 	return rec.Code, rec.Body.String()
+}
+
+// metrics returns the stream's metrics (json_api exporter): name -> a
+// number for counters and gauges, an object of percentiles for timers.
+func (s *influxStream) metrics(t *testing.T) map[string]any {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	raw := map[string]any{}
+	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
+		t.Fatalf("metrics answer %q: %v", rec.Body.String(), err)
+	}
+	// Keys carry labels (`name{label="",path="root.output.fallback.0"}`);
+	// only the influxdb_v2 output reports influxdb_* metrics.
+	out := map[string]any{}
+	for k, v := range raw {
+		name, _, _ := strings.Cut(k, "{")
+		out[name] = v
+	}
+	return out
 }
 
 // waitFor polls cond for up to 60s; a liveness bound, not a speed check.
@@ -327,6 +351,25 @@ func TestInfluxIntegrationFallbackGetsExactlyRejected(t *testing.T) {
 	if n := srv.Count(itDB, "fb", "v"); n != 8 {
 		t.Errorf("stored %d, want 8", n)
 	}
+	m := s.metrics(t)
+	if v, ok := m["influxdb_write_retries"]; ok && v != float64(0) {
+		t.Errorf("metric influxdb_write_retries = %v, want 0", v)
+	}
+	for name, want := range map[string]float64{
+		"influxdb_points_written": 8, "influxdb_points_rejected": 2, "influxdb_batch_size": 10,
+	} {
+		if got, ok := m[name].(float64); !ok || got != want {
+			t.Errorf("metric %s = %v, want %v (all: %v)", name, m[name], want, m)
+		}
+	}
+	// Isolating 2 bad lines among 10 takes several splits; each accepted
+	// request is timed.
+	if got, _ := m["influxdb_batches_split"].(float64); got < 2 {
+		t.Errorf("metric influxdb_batches_split = %v, want >= 2", m["influxdb_batches_split"])
+	}
+	if _, ok := m["influxdb_write_latency_ns"].(map[string]any); !ok {
+		t.Errorf("metric influxdb_write_latency_ns = %v, want a timer", m["influxdb_write_latency_ns"])
+	}
 }
 
 func TestInfluxIntegrationDeploymentProblemsThenFixed(t *testing.T) {
@@ -443,6 +486,9 @@ func TestInfluxIntegrationRestartLosesNothing(t *testing.T) {
 	}
 	if n := srv.Count(itDB, "restart", "v"); n != batches*perBatch {
 		t.Fatalf("stored %d points, want %d", n, batches*perBatch)
+	}
+	if v, _ := s.metrics(t)["influxdb_write_retries"].(float64); v < 1 {
+		t.Errorf("influxdb_write_retries = %v: the outage was not retried", v)
 	}
 }
 
@@ -564,14 +610,19 @@ func BenchmarkInfluxOutput(b *testing.B) {
 				raw := &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * concurrency, MaxIdleConnsPerHost: 2 * concurrency, DisableCompression: true}}
 				rawURL := srv.URL() + "/api/v2/write?bucket=" + itDB + "&precision=ns"
 
-				runOutput := func() time.Duration {
-					return runConcurrently(b, concurrency, nBatches, func(i int) error {
-						return w.WriteBatch(context.Background(), batches[i])
+				// The workload is cut into slices written alternately by the
+				// output and by raw posts (ABBA order), so load from other
+				// processes on a shared machine hits both sides alike.
+				const slices = 10
+				per := (nBatches + slices - 1) / slices
+				runOutput := func(lo, hi int) time.Duration {
+					return runConcurrently(b, concurrency, hi-lo, func(i int) error {
+						return w.WriteBatch(context.Background(), batches[lo+i])
 					})
 				}
-				runRaw := func() time.Duration {
-					return runConcurrently(b, concurrency, nBatches, func(i int) error {
-						req, err := http.NewRequest(http.MethodPost, rawURL, bytes.NewReader(bodies[i]))
+				runRaw := func(lo, hi int) time.Duration {
+					return runConcurrently(b, concurrency, hi-lo, func(i int) error {
+						req, err := http.NewRequest(http.MethodPost, rawURL, bytes.NewReader(bodies[lo+i]))
 						if err != nil {
 							return err
 						}
@@ -592,18 +643,24 @@ func BenchmarkInfluxOutput(b *testing.B) {
 					})
 				}
 				// Warm up both paths (series creation, connections).
-				runRaw()
-				runOutput()
+				runRaw(0, nBatches)
+				runOutput(0, nBatches)
 
 				var tOut, tRaw time.Duration
 				b.ResetTimer()
 				for n := 0; n < b.N; n++ {
-					if n%2 == 0 {
-						tRaw += runRaw()
-						tOut += runOutput()
-					} else {
-						tOut += runOutput()
-						tRaw += runRaw()
+					for k := 0; k < slices; k++ {
+						lo, hi := k*per, min((k+1)*per, nBatches)
+						if lo >= hi {
+							break
+						}
+						if (n*slices+k)%2 == 0 {
+							tRaw += runRaw(lo, hi)
+							tOut += runOutput(lo, hi)
+						} else {
+							tOut += runOutput(lo, hi)
+							tRaw += runRaw(lo, hi)
+						}
 					}
 				}
 				b.StopTimer()

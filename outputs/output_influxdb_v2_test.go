@@ -424,3 +424,43 @@ func TestInfluxEmptyMessagesAndGzip(t *testing.T) {
 		t.Errorf("points written %d, want 3", w.counts.written.Load())
 	}
 }
+
+func TestInfluxShutdownLeavesInFlightUnacked(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	// Connect's probe passes; every write with lines is throttled for good.
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		if len(req.Lines) == 0 {
+			return influxtest.Pass
+		}
+		return influxtest.Fault{Status: 503, Header: map[string]string{"Retry-After": "1"}}
+	})
+	s := startInfluxStream(t, stubConf(fi.URL(), ""))
+	produced := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer cancel()
+		produced <- s.produce(ctx, lpBatch("m v=1 1", "m v=2 2"))
+	}()
+	waitFor(t, "a throttled write", func() bool {
+		for _, w := range fi.Writes() {
+			if len(w.Lines) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	// The engine gives up waiting after 1s: the write in its back-off ends
+	// and its messages stay unacknowledged (redelivered by the input).
+	if err := s.stream.StopWithin(time.Second); err != nil {
+		t.Logf("StopWithin: %v", err)
+	}
+	if err := <-produced; err == nil {
+		t.Fatal("batch acknowledged though InfluxDB never stored it")
+	}
+	if got := s.capture.got(); len(got) != 0 {
+		t.Fatalf("error branch received %+v at shutdown", got)
+	}
+	if got := fi.Accepted(); len(got) != 0 {
+		t.Fatalf("stub stored %q", got)
+	}
+}

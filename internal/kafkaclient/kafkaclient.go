@@ -246,10 +246,14 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	for i := 0; i+1 < len(keyvals); i += 2 {
 		fmt.Fprintf(&b, " %v=%v", keyvals[i], keyvals[i+1])
 	}
-	switch level {
-	case kgo.LogLevelError:
+	switch {
+	case level == kgo.LogLevelError:
 		k.l.Error(b.String())
-	case kgo.LogLevelWarn:
+	case level == kgo.LogLevelWarn && strings.HasPrefix(msg, "unable to open connection"):
+		// Repeated on every dial retry during an outage, which the
+		// components already report once per reconnect attempt.
+		k.l.Debug(b.String())
+	case level == kgo.LogLevelWarn:
 		k.l.Warn(b.String())
 	default:
 		k.l.Debug(b.String())

@@ -51,7 +51,8 @@ func AppendKey(dst []byte, s string) []byte {
 	return dst
 }
 
-// AppendString appends s as a double-quoted string field value.
+// AppendString appends s as a double-quoted string field value. s must be
+// valid UTF-8: InfluxDB rejects anything else.
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0

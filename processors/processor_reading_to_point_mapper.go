@@ -41,6 +41,45 @@ type mapState struct {
 	scratch  []byte // literal text and conversions
 	textBuf  []byte // JSON text of nested values
 	names    []string
+	nameSet  map[string]struct{} // only for messages with many fields
+}
+
+// namesLinearMax is how many field names are compared one by one before a
+// set takes over: a handful of fields is the norm, thousands are possible.
+const namesLinearMax = 16
+
+func (st *mapState) resetNames() {
+	st.names = st.names[:0]
+	if len(st.nameSet) > 0 {
+		clear(st.nameSet)
+	}
+}
+
+// isDuplicate reports whether name was already used in this message, and
+// records it otherwise.
+func (st *mapState) isDuplicate(name string) bool {
+	if len(st.names) < namesLinearMax {
+		for _, prev := range st.names {
+			if prev == name {
+				return true
+			}
+		}
+		st.names = append(st.names, name)
+		return false
+	}
+	if st.nameSet == nil {
+		st.nameSet = make(map[string]struct{}, 4*namesLinearMax)
+	}
+	if len(st.nameSet) == 0 {
+		for _, prev := range st.names {
+			st.nameSet[prev] = struct{}{}
+		}
+	}
+	if _, ok := st.nameSet[name]; ok {
+		return true
+	}
+	st.nameSet[name] = struct{}{}
+	return false
 }
 
 // recordMeta is what the mapper needs from the Kafka record.
@@ -313,7 +352,7 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		}
 	}
 
-	st.names = st.names[:0]
+	st.resetNames()
 	nonFinite := 0
 	written := 0
 	for i, v := range vals {
@@ -386,17 +425,14 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		if why := lineprotocol.CheckName(name); why != "" {
 			return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, why)
 		}
-		for _, prev := range st.names {
-			if prev == name {
-				return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "appears more than once in the message")
-			}
+		if st.isDuplicate(name) {
+			return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "appears more than once in the message")
 		}
 		for j := range m.tags {
 			if m.tags[j].key == name {
 				return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "is also a configured tag key")
 			}
 		}
-		st.names = append(st.names, name)
 		written++
 	}
 	if written == 0 {

@@ -178,6 +178,7 @@ func TestReadingToPointLines(t *testing.T) {
 		{name: "reserved but not stored", input: `{"device_id":"d","values":[null,1],"labels":["time","ok"],` + ts + `}`, line: `d ok=1i` + tsNs},
 
 		// Duplicate keys in the JSON: the last one wins, as in Python.
+		{name: "many distinct fields", input: `{"device_id":"d","values":[` + strings.Repeat("1,", 19) + `2],` + ts + `}`, line: `d ` + manyFields(20) + tsNs},
 		{name: "duplicate json keys", input: `{"device_id":"first","device_id":"second","values":[1],` + ts + `}`, line: `second value_0=1i` + tsNs},
 
 		// Custom measurement.
@@ -200,6 +201,23 @@ func TestReadingToPointLines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyFields is value_0=1i,...,value_{n-1}=2i: n values, the last one 2.
+func manyFields(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(valueName(i))
+		if i == n-1 {
+			b.WriteString("=2i")
+		} else {
+			b.WriteString("=1i")
+		}
+	}
+	return b.String()
 }
 
 func TestReadingToPointErrors(t *testing.T) {
@@ -235,6 +253,7 @@ func TestReadingToPointErrors(t *testing.T) {
 		{name: "labels not array", input: `{"device_id":"d","values":[1],"labels":"a",` + ts + `}`, err: `validation: labels is the string "a", expected an array of strings or null`},
 		{name: "label entry not string", input: `{"device_id":"d","values":[1],"labels":[5],` + ts + `}`, err: `validation: labels[0] is the number "5", expected a string or null`},
 		{name: "duplicate labels", input: `{"device_id":"d","values":[1,2],"labels":["a","a"],` + ts + `}`, err: `validation: field name "a" (labels[1]) appears more than once in the message`},
+		{name: "duplicate among many labels", input: `{"device_id":"d","values":[` + strings.Repeat("1,", 40) + `1],"labels":[` + strings.Repeat("null,", 39) + `"value_3",null],` + ts + `}`, err: `validation: field name "value_3" (labels[39]) appears more than once in the message`},
 		{name: "label collides with value_i", input: `{"device_id":"d","values":[1,2],"labels":["value_1",null],` + ts + `}`, err: `validation: field name "value_1" (values[1]) appears more than once in the message`},
 		{name: "label newline", input: `{"device_id":"d","values":[1],"labels":["a\nb"],` + ts + `}`, err: `validation: field name "a\nb" (labels[0]) contains a newline, which line protocol cannot carry in a name`},
 		{name: "label tab", input: `{"device_id":"d","values":[1],"labels":["a\tb"],` + ts + `}`, err: `validation: field name "a\tb" (labels[0]) contains the control character '\t', which line protocol cannot carry in a name`},

@@ -39,57 +39,7 @@ func TestMapperAgreesWithExpectations(t *testing.T) {
 		readings[i] = gen.Next()
 	}
 
-	sb := service.NewStreamBuilder()
-	if err := sb.SetLoggerYAML(`level: none`); err != nil {
-		t.Fatal(err)
-	}
-	produce, err := sb.AddBatchProducerFunc()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.AddProcessorYAML(`reading_to_point: {}`); err != nil {
-		t.Fatalf("reading_to_point config: %v", err)
-	}
-	var mu sync.Mutex
-	results := map[int]*service.Message{}
-	if err := sb.AddConsumerFunc(func(_ context.Context, m *service.Message) error {
-		seq, _ := m.MetaGet("seq")
-		i, err := strconv.Atoi(seq)
-		if err != nil {
-			return fmt.Errorf("output message without seq metadata: %w", err)
-		}
-		mu.Lock()
-		results[i] = m
-		mu.Unlock()
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	stream, err := sb.Build()
-	if err != nil {
-		t.Fatalf("building stream: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	runErr := make(chan error, 1)
-	go func() { runErr <- stream.Run(ctx) }()
-	for start := 0; start < n; start += 100 {
-		var batch service.MessageBatch
-		for i := start; i < min(start+100, n); i++ {
-			m := service.NewMessage(readings[i].Value)
-			m.MetaSetMut("seq", strconv.Itoa(i))
-			m.MetaSetMut("kafka_key", string(readings[i].Key))
-			m.MetaSetMut("kafka_timestamp_ms", strconv.FormatInt(readings[i].Timestamp.UnixMilli(), 10))
-			batch = append(batch, m)
-		}
-		if err := produce(ctx, batch); err != nil {
-			t.Fatalf("producing batch at %d: %v", start, err)
-		}
-	}
-	if err := stream.Stop(ctx); err != nil {
-		t.Fatalf("stopping stream: %v", err)
-	}
-	<-runErr
+	results := runMapper(t, readings)
 
 	disagreements := 0
 	report := func(format string, args ...any) {
@@ -214,4 +164,65 @@ func comparePoint(line []byte, e readinggen.Expectation) error {
 		}
 	}
 	return nil
+}
+
+// runMapper passes every reading through a stream with the reading_to_point
+// processor in its default configuration, with the metadata the kafka input
+// would add, and returns the output messages by index (filtered ones absent).
+func runMapper(t *testing.T, readings []readinggen.Reading) map[int]*service.Message {
+	t.Helper()
+	n := len(readings)
+	sb := service.NewStreamBuilder()
+	if err := sb.SetLoggerYAML(`level: none`); err != nil {
+		t.Fatal(err)
+	}
+	produce, err := sb.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddProcessorYAML(`reading_to_point: {}`); err != nil {
+		t.Fatalf("reading_to_point config: %v", err)
+	}
+	var mu sync.Mutex
+	results := map[int]*service.Message{}
+	if err := sb.AddConsumerFunc(func(_ context.Context, m *service.Message) error {
+		seq, _ := m.MetaGet("seq")
+		i, err := strconv.Atoi(seq)
+		if err != nil {
+			return fmt.Errorf("output message without seq metadata: %w", err)
+		}
+		mu.Lock()
+		results[i] = m
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := sb.Build()
+	if err != nil {
+		t.Fatalf("building stream: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- stream.Run(ctx) }()
+	for start := 0; start < n; start += 100 {
+		var batch service.MessageBatch
+		for i := start; i < min(start+100, n); i++ {
+			m := service.NewMessage(readings[i].Value)
+			m.MetaSetMut("seq", strconv.Itoa(i))
+			m.MetaSetMut("kafka_key", string(readings[i].Key))
+			m.MetaSetMut("kafka_timestamp_ms", strconv.FormatInt(readings[i].Timestamp.UnixMilli(), 10))
+			batch = append(batch, m)
+		}
+		if err := produce(ctx, batch); err != nil {
+			t.Fatalf("producing batch at %d: %v", start, err)
+		}
+	}
+	if err := stream.Stop(ctx); err != nil {
+		t.Fatalf("stopping stream: %v", err)
+	}
+	<-runErr
+	return results
+
 }

@@ -174,6 +174,19 @@ output:
     precision: ns
     timeout: 10s
     max_in_flight: 8
+`).
+		Example("Own batching",
+			"For a pipeline without a `fallback` after the output (a merged batch's errors reach it as one error per upstream transaction): the output forms its own batches.",
+			`
+output:
+  influxdb_v2:
+    url: ${INFLUXDB_URL:http://localhost:8086}
+    token: ${INFLUXDB_TOKEN}
+    org: ${INFLUXDB_ORG:preservarium}
+    bucket: ${INFLUXDB_BUCKET:iot_data}
+    batching:
+      count: ${INFLUXDB_BATCH_SIZE:5000}
+      period: ${INFLUXDB_FLUSH_INTERVAL_MS:1000}ms
 `)
 }
 

@@ -115,6 +115,9 @@ func TestProduceToInProcessBroker(t *testing.T) {
 		if e.Source == nil || e.Source.Topic != testTopic {
 			t.Fatalf("expectation %d has no source on %s: %+v", e.Seq, testTopic, e.Source)
 		}
+		if len(e.Variants) != 0 {
+			t.Fatalf("expectation %d carries variants without --expect-variants", e.Seq)
+		}
 		bySource[place{e.Source.Partition, e.Source.Offset}] = e
 	}
 	if err := sc.Err(); err != nil {

@@ -111,7 +111,7 @@ type Expectation struct {
 	// input's request_id when it is a non-empty string, else the record key.
 	RequestID string `json:"request_id"`
 	// Variants names the contract variants the message exercises.
-	Variants []string `json:"variants"`
+	Variants []string `json:"variants,omitempty"`
 	// Source is where the record landed, filled in by a producer once the
 	// broker acknowledged it; the error record's `source` must match it.
 	Source *Source `json:"source,omitempty"`

@@ -102,7 +102,7 @@ type Expectation struct {
 	Measurement string  `json:"measurement,omitempty"`
 	TimestampNS int64   `json:"timestamp_ns,omitempty"`
 	Fields      []Field `json:"fields,omitempty"`
-	Skipped     Skipped `json:"skipped"`
+	Skipped     Skipped `json:"skipped,omitzero"`
 	// ErrorKind ("decode" or "validation") and BadKind describe the error
 	// record (OutcomeError).
 	ErrorKind string  `json:"error_kind,omitempty"`

@@ -194,6 +194,13 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		res.err = decodeErr("message is not valid UTF-8 text")
 		return out, res
 	}
+	if hasSurrogateEscape(src) {
+		if sameBytes(src, in) {
+			st.parseBuf = append(st.parseBuf[:0], in...)
+			src = st.parseBuf
+		}
+		fixLoneSurrogates(src)
+	}
 	root, perr := st.parser.ParseBytes(src)
 	if perr != nil {
 		// Valid JSON that fastjson refuses: nesting deeper than it allows.

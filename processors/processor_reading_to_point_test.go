@@ -138,6 +138,8 @@ func TestReadingToPointLines(t *testing.T) {
 			line: `d value_0="he said \"hi\" \\ C:\\temp\nnext\rline` + "\t" + `tab",value_1="°C é 日本"` + tsNs},
 		{name: "backslash before ordinary char in name", input: `{"device_id":"C:\\dev","values":[1],"labels":["a\\b"],` + ts + `}`, line: `C:\dev a\b=1i` + tsNs},
 		{name: "non-ascii names", input: `{"device_id":"capteur-é","values":[1],"labels":["température °C"],` + ts + `}`, line: `capteur-é température\ °C=1i` + tsNs},
+		{name: "lone surrogate escapes become U+FFFD", input: `{"device_id":"d","values":["\ud800\u00e9","\udc00x","a\\ud800","\uD83D\uDE00\ud83d"],` + ts + `}`,
+			line: `d value_0="` + "\uFFFD" + `é",value_1="` + "\uFFFD" + `x",value_2="a\\ud800",value_3="😀` + "\uFFFD" + `"` + tsNs},
 		{name: "surrogate pair escape", input: `{"device_id":"d","values":["\ud83d\ude00"],` + ts + `}`, line: `d value_0="😀"` + tsNs},
 
 		// Non-finite tokens.

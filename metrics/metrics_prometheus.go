@@ -135,7 +135,12 @@ file in the text format at shutdown.`).
 				Example("/var/lib/ingestor/final-metrics.prom").
 				Advanced(),
 		).
-		LintRule(`root = if this.`+pmFieldPushInterval+`.or("") != "" && this.`+pmFieldPushURL+`.or("") == "" { "`+pmFieldPushInterval+` is set but `+pmFieldPushURL+` is not: there is nowhere to push to" }`).
+		LintRule(`let b = this.`+pmFieldHistogramBuckets+`.or([])
+root = [
+  if this.`+pmFieldPushInterval+`.or("") != "" && this.`+pmFieldPushURL+`.or("") == "" { "`+pmFieldPushInterval+` is set but `+pmFieldPushURL+` is not: there is nowhere to push to" },
+  if $b.enumerated().any(e -> e.index > 0 && e.value <= $b.index(e.index - 1)) { "`+pmFieldHistogramBuckets+` must be strictly increasing" },
+  if this.`+pmFieldSummaryObjectives+`.or([]).any(o -> o.`+pmFieldObjQuantile+` < 0 || o.`+pmFieldObjQuantile+` > 1) { "every `+pmFieldSummaryObjectives+` quantile must be between 0 and 1" },
+].filter(e -> e != null)`).
 		Example("Scraped by Prometheus", "The default: `/metrics` on the HTTP server (port 4195 unless `http.address` says otherwise).", `
 http:
   address: 0.0.0.0:4195

@@ -345,11 +345,24 @@ func TestPrometheusConfigErrors(t *testing.T) {
 }
 
 func TestPrometheusLintRule(t *testing.T) {
-	env := service.NewEnvironment()
-	sb := env.NewStreamBuilder()
-	err := sb.SetMetricsYAML(`prometheus: { push_interval: 10s }`)
-	if err == nil || !strings.Contains(err.Error(), "nowhere to push to") {
-		t.Errorf("lint of push_interval without push_url: %v, want the lint rule's message", err)
+	for _, tc := range []struct{ yaml, want string }{
+		{`prometheus: { push_interval: 10s }`, "nowhere to push to"},
+		{`prometheus: { histogram_buckets: [ 0.1, 0.5, 0.5 ] }`, "strictly increasing"},
+		{`prometheus: { summary_quantiles_objectives: [ { quantile: 2, error: 0.1 } ] }`, "between 0 and 1"},
+	} {
+		err := service.NewStreamBuilder().SetMetricsYAML(tc.yaml)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("lint of %s: %v, want the lint rule's message %q", tc.yaml, err, tc.want)
+		}
+	}
+	for _, ok := range []string{
+		`prometheus: {}`,
+		`prometheus: { histogram_buckets: [ 0.01, 0.1, 1 ], use_histogram_timing: true }`,
+		`prometheus: { push_url: "http://pg:9091", push_interval: 10s }`,
+	} {
+		if err := service.NewStreamBuilder().SetMetricsYAML(ok); err != nil {
+			t.Errorf("lint of %s: %v, want no error", ok, err)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package readinggen
 
 import (
+	"math"
 	"strings"
 )
 
@@ -73,6 +74,20 @@ func (g *Generator) bad(dev *device, kind BadKind) Reading {
 }
 
 func (g *Generator) breakObject(m *message, kind BadKind) object {
+	// Python's non-finite tokens in a message rejected for another reason:
+	// the error record must still carry the original as valid JSON (null in
+	// their place). Only where the rejected part is not the value itself.
+	if kind == BadMissingDeviceID || kind == BadLabelsMismatch || kind == BadTimestamp {
+		if g.chance(0.25) {
+			for i := range m.cells {
+				if _, ok := m.cells[i].value.(float64); ok {
+					m.cells[i].value = pick(g, []float64{math.NaN(), math.Inf(1), math.Inf(-1)})
+					m.tag("bad:with-nonfinite")
+					break
+				}
+			}
+		}
+	}
 	switch kind {
 	case BadLabelsMismatch:
 		if g.chance(0.5) {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -69,6 +70,9 @@ func TestMapperAgreesWithExpectations(t *testing.T) {
 			}
 			if rid, _ := m.MetaGet("iot_request_id"); rid != e.RequestID {
 				report("seq %d: error request_id %q, expected %q", i, rid, e.RequestID)
+			}
+			if err := checkOriginal(m, r); err != nil {
+				report("seq %d (%s): %v", i, e.BadKind, err)
 			}
 			continue
 		}
@@ -225,4 +229,38 @@ func runMapper(t *testing.T, readings []readinggen.Reading) map[int]*service.Mes
 	<-runErr
 	return results
 
+}
+
+// checkOriginal: the original message kept for the error record is valid
+// JSON: the input object itself (Python's non-finite tokens as null), or
+// {"raw": text} for input that is not a JSON object.
+func checkOriginal(m *service.Message, r readinggen.Reading) error {
+	orig, ok := m.MetaGet("iot_original")
+	if !ok {
+		return fmt.Errorf("no iot_original metadata")
+	}
+	var got any
+	if err := json.Unmarshal([]byte(orig), &got); err != nil {
+		return fmt.Errorf("iot_original is not JSON (%v): %s", err, orig)
+	}
+	var want any
+	switch r.Expect.BadKind {
+	case readinggen.BadNotJSON, readinggen.BadNotObject:
+		if !utf8.Valid(r.Value) {
+			// Replacement of invalid bytes may follow any usual scheme.
+			if obj, ok := got.(map[string]any); !ok || len(obj) != 1 || obj["raw"] == nil {
+				return fmt.Errorf("iot_original %s is not {\"raw\": text}", orig)
+			}
+			return nil
+		}
+		want = map[string]any{"raw": string(r.Value)}
+	default:
+		if err := json.Unmarshal(readinggen.PyTokensToNull(r.Value), &want); err != nil {
+			return fmt.Errorf("test cannot decode the input: %v", err)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("iot_original %s, expected %v", orig, want)
+	}
+	return nil
 }

@@ -177,7 +177,7 @@ var requiredVariants = []string{
 	"value:float", "value:float-integral", "value:float-exp", "value:int", "value:bigint", "value:bool",
 	"value:numeric-string", "value:string", "value:string-newline", "value:nested", "value:nested-nonfinite",
 	"value:null", "value:nan", "value:+inf", "value:-inf",
-	"device:escape", "outcome:filtered",
+	"device:escape", "outcome:filtered", "bad:with-nonfinite",
 	"bad:not_json:truncated", "bad:not_json:python-repr", "bad:not_json:text", "bad:not_json:invalid-utf8", "bad:not_json:lowercase-nan",
 	"bad:not_object:array", "bad:not_object:string", "bad:not_object:number", "bad:not_object:null", "bad:not_object:bool", "bad:not_object:nan",
 	"bad:missing_device_id:absent", "bad:missing_device_id:empty", "bad:missing_device_id:null", "bad:missing_device_id:number",

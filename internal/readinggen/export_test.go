@@ -1,0 +1,4 @@
+package readinggen
+
+// PyTokensToNull is exported to the external tests of this package.
+var PyTokensToNull = pyTokensToNull

@@ -5,6 +5,13 @@
 // ingestor must make of the stream on stdout, and can write the expectation of
 // every acknowledged record, with its partition and offset, as JSON lines for
 // end-to-end tests and the bench harness.
+//
+//	readings-gen --brokers 127.0.0.1:9092 --count 10000 --rate 500 --expect-out expect.jsonl
+//
+// The same --seed and flags give the same records. Each record's time is the
+// reading's time (messages without a timestamp are stored at it); the default
+// --start is a fixed date in 2025, so against a Kafka whose time-based
+// retention is shorter than the age of those times, pass --start now.
 package main
 
 import (

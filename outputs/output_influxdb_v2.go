@@ -2,7 +2,6 @@ package outputs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/domain"
+	"github.com/klauspost/compress/gzip"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
@@ -387,8 +387,10 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	w.closeCtx, w.closeFn = context.WithCancel(context.Background())
 	w.bufPool.New = func() any { return new(bytes.Buffer) }
 	w.gzPool.New = func() any {
-		// BestSpeed: line protocol compresses well even at the fastest level,
-		// and the CPU is better spent on throughput.
+		// klauspost's gzip at BestSpeed: about twice the speed of the
+		// standard library's, and line protocol compresses well even at the
+		// fastest level. Compression runs on the ingestor's CPU, which on a
+		// small host InfluxDB shares.
 		zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
 		return zw
 	}

@@ -141,7 +141,8 @@ func (s *stack) produce(readings []readinggen.Reading) {
 	for i := range readings {
 		r := &readings[i]
 		wg.Add(1)
-		cl.Produce(context.Background(), &kgo.Record{Key: r.Key, Value: r.Value}, func(rec *kgo.Record, err error) {
+		// The record time is the reading's time: readings without a timestamp are stored at it.
+		cl.Produce(context.Background(), &kgo.Record{Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}, func(rec *kgo.Record, err error) {
 			defer wg.Done()
 			if err != nil {
 				mu.Lock()

@@ -660,11 +660,13 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 
 	lines := make([][]byte, len(batch))
 	idx := make([]int, 0, len(batch))
+	fails := map[int]error{}
 	points := 0
 	for i, m := range batch {
 		b, err := m.AsBytes()
 		if err != nil {
-			return service.NewBatchError(batch, err).Failed(i, fmt.Errorf("write: reading message: %w", err))
+			fails[i] = fmt.Errorf("write: reading message: %w", err)
+			continue
 		}
 		// Trailing newlines would become empty lines between messages.
 		b = bytes.TrimRight(b, "\r\n\t ")
@@ -677,27 +679,24 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 		points += bytes.Count(b, []byte{'\n'}) + 1
 	}
 	w.mBatch.Set(int64(points))
-	if len(idx) == 0 {
-		return nil
-	}
-
-	fails := map[int]error{}
-	if err := w.writeRange(ctx, lines, idx, fails); err != nil {
-		return err
+	if len(idx) > 0 {
+		if err := w.writeRange(ctx, lines, idx, fails); err != nil {
+			return err
+		}
 	}
 	if len(fails) == 0 {
 		return nil
 	}
 	var first error
-	for _, i := range idx {
+	for i := range batch {
 		if e, ok := fails[i]; ok {
 			first = e
 			break
 		}
 	}
 	w.log.Warnf("influxdb_v2: InfluxDB rejected %d of %d messages; first: %v", len(fails), len(batch), first)
-	bErr := service.NewBatchError(batch, fmt.Errorf("%d of %d messages rejected by InfluxDB, first: %w", len(fails), len(batch), first))
-	for _, i := range idx {
+	bErr := service.NewBatchError(batch, fmt.Errorf("write: %d of %d messages not stored; first: %w", len(fails), len(batch), first))
+	for i := range batch {
 		if e, ok := fails[i]; ok {
 			bErr = bErr.Failed(i, e)
 		}

@@ -255,6 +255,10 @@ type influxWriter struct {
 	closeCtx context.Context
 	closeFn  context.CancelFunc
 
+	// sleep waits between retries; a field so tests can see the waits asked
+	// for (Retry-After, back-off) without measuring time.
+	sleep func(ctx context.Context, d time.Duration) error
+
 	connMu       sync.Mutex
 	connFailures int
 	problemMu    sync.Mutex
@@ -275,7 +279,7 @@ type influxWriter struct {
 }
 
 func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*influxWriter, error) {
-	w := &influxWriter{log: mgr.Logger()}
+	w := &influxWriter{log: mgr.Logger(), sleep: sleepCtx}
 	var err error
 	if w.serverURL, err = conf.FieldString(ifoFieldURL); err != nil {
 		return nil, err
@@ -806,13 +810,21 @@ func (w *influxWriter) send(ctx context.Context, lines [][]byte, idx []int) (inf
 		w.log.Debugf("influxdb_v2: write to %s failed (%s), retry %d in %v", w.serverURL, describeAnswer(a), attempt+1, wait)
 		w.mRetries.Incr(1)
 		w.counts.retries.Add(1)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if w.sleep(ctx, wait) != nil {
 			return a, service.ErrNotConnected
 		}
+	}
+}
+
+// sleepCtx waits d or until ctx ends, whichever comes first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

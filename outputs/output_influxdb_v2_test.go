@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,20 @@ func newTestInfluxWriter(t testing.TB, conf string) *influxWriter {
 	}
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
 	return w
+}
+
+// recordWaits replaces the writer's retry sleep with one that records the
+// wait asked for and returns at once.
+func recordWaits(w *influxWriter) *[]time.Duration {
+	var mu sync.Mutex
+	waits := &[]time.Duration{}
+	w.sleep = func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		*waits = append(*waits, d)
+		return ctx.Err()
+	}
+	return waits
 }
 
 func lpBatch(lines ...string) service.MessageBatch {
@@ -131,6 +146,15 @@ influxdb_v2:
 	}
 }
 
+func TestInfluxRetryAfterHTTPDate(t *testing.T) {
+	h := http.Header{}
+	h.Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+	d := parseRetryAfter(&ihttp.Error{StatusCode: 503, Header: h})
+	if d <= 58*time.Minute || d > time.Hour {
+		t.Fatalf("Retry-After an hour ahead read as %v", d)
+	}
+}
+
 func TestInfluxClassify(t *testing.T) {
 	hdr := func(kv ...string) http.Header {
 		h := http.Header{}
@@ -162,6 +186,7 @@ func TestInfluxClassify(t *testing.T) {
 		{"504", &ihttp.Error{StatusCode: 504}, outcomeOutage, "Gateway Timeout", 0},
 		{"transport", ihttp.NewError(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")), outcomeOutage, "dial tcp 127.0.0.1:1: connect: connection refused", 0},
 		{"405 proxy", &ihttp.Error{StatusCode: 405}, outcomeDeployment, "Method Not Allowed", 0},
+		{"503 date in the past", &ihttp.Error{StatusCode: 503, Header: hdr("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")}, outcomeOutage, "Service Unavailable", 0},
 	}
 	for _, c := range cases {
 		a := classifyInfluxError(c.err)
@@ -198,13 +223,13 @@ func TestInfluxFaultInjector429RetryAfter(t *testing.T) {
 		return influxtest.Pass
 	})
 	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
-	start := time.Now()
+	waits := recordWaits(w)
 	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1", "m v=2 2")); err != nil {
 		t.Fatalf("WriteBatch: %v", err)
 	}
-	// Two 429s each asking for 1s: the writer must have waited them out.
-	if waited := time.Since(start); waited < 2*time.Second {
-		t.Errorf("Retry-After not honoured: done after %v, asked 2 x 1s", waited)
+	// Two 429s each asking for 1s, more than the 10ms/20ms back-off.
+	if got := fmt.Sprint(*waits); got != "[1s 1s]" {
+		t.Errorf("waits %s, want Retry-After honoured: [1s 1s]", got)
 	}
 	if got := fi.Accepted(); strings.Join(got, "|") != "m v=1 1|m v=2 2" {
 		t.Errorf("stored %q", got)
@@ -222,9 +247,13 @@ func TestInfluxFaultInjector429CapAndNotConnected(t *testing.T) {
 	// A Retry-After of an hour is capped at max_retry_after (100ms), and after
 	// max_retries the write reports not connected: no ack, no failed message.
 	w := newTestInfluxWriter(t, strings.Replace(stubConf(fi.URL(), ""), "max_retry_after: 3s", "max_retry_after: 100ms", 1))
+	waits := recordWaits(w)
 	err := w.WriteBatch(context.Background(), lpBatch("m v=1 1"))
 	if !errors.Is(err, service.ErrNotConnected) {
 		t.Fatalf("want ErrNotConnected, got %v", err)
+	}
+	if got := fmt.Sprint(*waits); got != "[100ms 100ms 100ms]" {
+		t.Errorf("waits %s, want the cap thrice", got)
 	}
 	if n := len(fi.Writes()); n != 4 {
 		t.Errorf("write attempts %d, want 1 + 3 retries", n)

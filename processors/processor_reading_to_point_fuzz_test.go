@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	lpv2 "github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -112,8 +113,25 @@ func FuzzReadingToPoint(f *testing.F) {
 		if !ok {
 			t.Fatalf("iot_request_id missing")
 		}
-		if s, _ := id.(string); !utf8ValidString(s) {
+		if s, _ := id.(string); !utf8.ValidString(s) {
 			t.Fatalf("iot_request_id is not valid UTF-8: %q", s)
+		}
+		// Differential check against encoding/json: a JSON object (strict,
+		// UTF-8, not absurdly deep) is never a decode error, and anything else
+		// without Python tokens is one.
+		var asMap map[string]any
+		strictObject := utf8.ValidString(input) && json.Unmarshal([]byte(input), &asMap) == nil &&
+			asMap != nil && strings.Count(input, "[")+strings.Count(input, "{") < 250
+		decodeErr := len(out) > 0 && out[0][0].GetError() != nil &&
+			strings.HasPrefix(out[0][0].GetError().Error(), "decode: ")
+		if strictObject && decodeErr {
+			t.Fatalf("a valid JSON object was rejected: %v (input %q)", out[0][0].GetError(), input)
+		}
+		if !strictObject && !decodeErr && !hasPythonTokens([]byte(input)) {
+			t.Fatalf("input that encoding/json rejects was accepted (input %q)", input)
+		}
+		if strictObject && orig != input {
+			t.Fatalf("iot_original of a valid object is not the input unchanged: %q", orig)
 		}
 		if len(out) == 0 {
 			return // filtered
@@ -131,7 +149,15 @@ func FuzzReadingToPoint(f *testing.F) {
 		}
 		b, _ := m.AsBytes()
 		assertDecodesAsLineProtocol(t, string(b))
+		// The measurement is device_id as encoding/json decodes it.
+		if strictObject {
+			dec := lpv2.NewDecoderWithBytes(b)
+			dec.Next()
+			name, _ := dec.Measurement()
+			if want, _ := asMap["device_id"].(string); string(name) != want {
+				t.Fatalf("measurement %q, encoding/json reads device_id as %q (input %q)", name, want, input)
+			}
+		}
 	})
 }
 
-func utf8ValidString(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }

@@ -160,4 +160,3 @@ func FuzzReadingToPoint(f *testing.F) {
 		}
 	})
 }
-

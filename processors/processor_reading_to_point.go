@@ -134,13 +134,15 @@ copy of every message.`).
 			"float":    "Every number is a float field, integers and declared integers included: use it when one field arrives both as `21` and `21.5` and must keep one type.",
 		}).
 			Description("How JSON numbers become field types.").
-			Default("preserve")).
+			Default("preserve").
+			Example("float")).
 		Field(service.NewStringAnnotatedEnumField(rtpFieldNestedValues, map[string]string{
 			"json": "A value that is an array or object (configuration parameters) is stored losslessly as one compact JSON-text string field.",
 			"drop": "Such values are not stored (unless `datatype_type` declares them `string`).",
 		}).
 			Description("What to do with nested values.").
-			Default("json")).
+			Default("json").
+			Example("drop")).
 		Field(service.NewStringEnumField(rtpFieldPrecision, "s", "ms", "us", "ns").
 			Description("The time precision of stored points: the timestamp is truncated (floored) to it and still written in nanoseconds. `us` keeps every microsecond the upstream stages send; `s` (the earlier ingestor's) merges readings of one device within the same second. The shipped pipeline sets it from `INFLUXDB_TIMESTAMP_PRECISION`.").
 			Default("us").
@@ -150,13 +152,15 @@ copy of every message.`).
 			"kafka":   "Always the Kafka record time (`kafka_timestamp_ms`).",
 		}).
 			Description("Where the point's time comes from. Without a usable time the message is a validation error. The time must come from the record, never the clock, so a redelivered message overwrites the same point.").
-			Default("message")).
+			Default("message").
+			Example("kafka")).
 		Field(service.NewStringAnnotatedEnumField(rtpFieldReservedKeys, map[string]string{
 			"reject": "A field key InfluxDB rejects (`time`, a leading `_`) is a validation error.",
 			"rename": "Such a key is stored with `reserved_key_prefix` before it (`time` -> `x_time`).",
 		}).
 			Description("What to do with field keys InfluxDB reserves.").
-			Default("reject")).
+			Default("reject").
+			Example("rename")).
 		Field(service.NewStringField(rtpFieldReservedKeyPrefix).
 			Description("The prefix added to reserved field keys when `reserved_keys` is `rename`. It must not start with `_` nor contain characters line protocol cannot carry in a name.").
 			Default("x_").

@@ -214,7 +214,11 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		res.original = appendRawObject(st.nullBuf[:0], in)
 		st.nullBuf = res.original
 		res.requestID = keyRequestID(rec)
-		res.err = decodeErr("message is a JSON " + t.String() + ", expected an object")
+		kind := t.String()
+		if t == fastjson.TypeTrue || t == fastjson.TypeFalse {
+			kind = "boolean"
+		}
+		res.err = decodeErr("message is a JSON " + kind + ", expected an object")
 		return out, res
 	}
 

@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 	"strings"
@@ -178,12 +179,21 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 			tokens = false // not JSON even with them: report the input's own error
 		}
 	}
+	if nestingExceeds(in, fastjson.MaxDepth) {
+		// Checked before validating: fastjson's validator recurses without a
+		// limit, so a megabyte of [ would cost hundreds of MB of stack.
+		res.original = appendRawObject(st.nullBuf[:0], in)
+		st.nullBuf = res.original
+		res.requestID = keyRequestID(rec)
+		res.err = decodeErr("message nests arrays and objects deeper than " + strconv.Itoa(fastjson.MaxDepth) + " levels")
+		return out, res
+	}
 	if !tokens {
 		if verr := fastjson.ValidateBytes(in); verr != nil {
 			res.original = appendRawObject(st.nullBuf[:0], in)
 			st.nullBuf = res.original
 			res.requestID = keyRequestID(rec)
-			res.err = decodeErr("message is not JSON: " + oneLine(verr.Error()))
+			res.err = decodeErr("message is not JSON: " + shortReason(verr.Error()))
 			return out, res
 		}
 	}
@@ -207,7 +217,7 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		res.original = appendRawObject(st.nullBuf[:0], in)
 		st.nullBuf = res.original
 		res.requestID = keyRequestID(rec)
-		res.err = decodeErr("message cannot be decoded: " + oneLine(perr.Error()))
+		res.err = decodeErr("message cannot be decoded: " + shortReason(perr.Error()))
 		return out, res
 	}
 	if t := root.Type(); t != fastjson.TypeObject {
@@ -779,6 +789,56 @@ func quoteForError(s string) string {
 		return strconv.Quote(s[:cut]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// shortReason keeps a parser's error on one line and within a few hundred
+// bytes: fastjson repeats "cannot parse array value: " once per nesting level,
+// and the innermost reason and the unparsed tail are at the end.
+func shortReason(s string) string {
+	const limit = 400
+	s = oneLine(s)
+	if len(s) <= limit {
+		return s
+	}
+	cut := len(s) - limit
+	for cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut++
+	}
+	return "…" + s[cut:]
+}
+
+// nestingExceeds reports whether arrays and objects in b nest deeper than
+// limit. Counting the brackets first keeps the common case to two fast scans.
+func nestingExceeds(b []byte, limit int) bool {
+	if bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= limit {
+		return false
+	}
+	depth := 0
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			if depth > limit {
+				return true
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return false
 }
 
 // oneLine keeps an error text on one line.

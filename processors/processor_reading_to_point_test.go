@@ -241,6 +241,8 @@ func TestReadingToPointErrors(t *testing.T) {
 		{name: "python token alone", input: `NaN`, err: `decode: message is a JSON number, expected an object`},
 		{name: "lowercase nan is not python", input: `{"device_id":"d","values":[nan]}`, err: `decode: message is not JSON: cannot parse JSON: cannot parse object: cannot parse object value: cannot parse array: cannot parse array value: unexpected value found: "nan]}"; unparsed tail: "nan]}"`},
 		{name: "glued token", input: `{"device_id":"d","values":[1NaN]}`, err: `decode: message is not JSON: cannot parse JSON: cannot parse object: cannot parse object value: cannot parse array: missing ',' after array value; unparsed tail: "NaN]}"`},
+		{name: "too deep", input: `{"device_id":"d","values":[` + strings.Repeat("[", 1<<20) + strings.Repeat("]", 1<<20) + `]}`, err: `decode: message nests arrays and objects deeper than 300 levels`},
+		{name: "deep and invalid keeps the reason short", input: `{"values":` + strings.Repeat("[", 250) + `x` + strings.Repeat("]", 250) + `}`, err: `decode: message is not JSON: … parse array value: ` + strings.Repeat("cannot parse array: cannot parse array value: ", 5) + `cannot parse number: expecting 0..9 digit, got x; unparsed tail: "x]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]...]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"`},
 		{name: "invalid utf-8", input: "{\"device_id\":\"d\xff\",\"values\":[1]}", err: `decode: message is not valid UTF-8 text`},
 
 		{name: "device_id missing", input: `{"values":[1],` + ts + `}`, err: `validation: device_id is missing`},

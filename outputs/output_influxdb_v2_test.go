@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -491,5 +492,37 @@ func TestInfluxShutdownLeavesInFlightUnacked(t *testing.T) {
 	}
 	if got := fi.Accepted(); len(got) != 0 {
 		t.Fatalf("stub stored %q", got)
+	}
+}
+
+func TestInfluxTLS(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.Path)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	// Without the tls block the self-signed certificate is refused: an
+	// outage to retry, not a reason to fail messages.
+	plain := newTestInfluxWriter(t, stubConf(srv.URL, ""))
+	var bo *service.ErrBackOff
+	if err := plain.Connect(context.Background()); !errors.As(err, &bo) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Connect to an untrusted certificate: %v", err)
+	}
+	w := newTestInfluxWriter(t, stubConf(srv.URL, "tls:\n  enabled: true\n  skip_cert_verify: true\n"))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect over TLS: %v", err)
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); err != nil {
+		t.Fatalf("WriteBatch over TLS: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[1] != "/api/v2/write" {
+		t.Fatalf("TLS server saw %v, want the probe and one write", got)
 	}
 }

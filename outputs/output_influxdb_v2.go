@@ -248,7 +248,12 @@ type influxWriter struct {
 
 	httpClient *http.Client
 	client     influxdb2.Client
-	svc        ihttp.Service
+	// svc is the client's HTTP service rather than its WriteAPIBlocking: the
+	// blocking API takes strings (a copy of every batch) and compresses with
+	// an unpooled writer; the service gives the same Authorization header and
+	// error parsing (status, code, message, Retry-After) over bodies built
+	// here, which the batch splitting needs anyway.
+	svc ihttp.Service
 
 	// closeCtx is cancelled by Close so that back-off sleeps and requests of
 	// writes still running end at once, leaving their messages unacknowledged.

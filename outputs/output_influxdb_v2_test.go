@@ -526,3 +526,39 @@ func TestInfluxTLS(t *testing.T) {
 		t.Fatalf("TLS server saw %v, want the probe and one write", got)
 	}
 }
+
+func TestInfluxConnectProbeAnswers(t *testing.T) {
+	cases := []struct {
+		name   string
+		fault  influxtest.Fault
+		wantOK bool
+		reason string
+	}{
+		{"1.8 204", influxtest.Pass, true, ""},
+		{"2.x 400 writing requires points", influxtest.Fault{Status: 400, Body: `{"code":"invalid","message":"writing requires points"}`}, true, ""},
+		{"403", influxtest.Fault{Status: 403, Body: `{"code":"forbidden","message":"insufficient permissions for write"}`}, false, "(403: insufficient permissions for write): the token may not write to this bucket"},
+		{"404 org", influxtest.Fault{Status: 404, Body: `{"code":"not found","message":"organization name \"acme\" not found"}`}, false, "the bucket or organization does not exist"},
+		{"503", influxtest.Fault{Status: 503}, false, "is not accepting writes (503: service temporarily unavailable)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fi := influxtest.NewFaultInjector(t, "")
+			fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault { return c.fault })
+			w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+			err := w.Connect(context.Background())
+			if c.wantOK {
+				if err != nil {
+					t.Fatalf("Connect: %v", err)
+				}
+			} else {
+				var bo *service.ErrBackOff
+				if !errors.As(err, &bo) || !strings.Contains(err.Error(), c.reason) {
+					t.Fatalf("Connect: %v, want a back-off error containing %q", err, c.reason)
+				}
+			}
+			if ws := fi.Writes(); len(ws) != 1 || len(ws[0].Lines) != 0 {
+				t.Fatalf("probe requests %+v, want one write without lines", ws)
+			}
+		})
+	}
+}

@@ -41,7 +41,9 @@ type Options struct {
 	// uncompressed writes.
 	MaxBodySize int
 	// MaxConcurrentWriteLimit, MaxEnqueuedWriteLimit and EnqueuedWriteTimeout
-	// make 1.8 answer 503 "request throttled" when writes pile up.
+	// make 1.8 answer 503 "request throttled" when writes pile up. 1.8
+	// throttles its 1.x /write endpoint only, not /api/v2/write: put a
+	// FaultInjector with RouteWritesToV1 in front to meet these 503s.
 	MaxConcurrentWriteLimit int
 	MaxEnqueuedWriteLimit   int
 	EnqueuedWriteTimeout    time.Duration

@@ -917,7 +917,7 @@ func (p *partitionConsumer) take() []*kgo.Record {
 func (p *partitionConsumer) run() {
 	defer close(p.done)
 	var (
-		raw  []*service.Message // the batch's messages before batch processors
+		raw  []*service.Message // the batch's messages, handed on as they are if batch processors fail
 		last *kgo.Record
 	)
 	flush := func() bool {
@@ -973,7 +973,7 @@ func (p *partitionConsumer) run() {
 			msg := recordToMessage(r)
 			raw = append(raw, msg)
 			last = r
-			if p.batcher.Add(msg.Copy()) {
+			if p.batcher.Add(msg) {
 				if !flush() {
 					return
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -87,6 +88,9 @@ func committedOffsets(t testing.TB, cl *kgo.Client, group, topic string) map[int
 		t.Fatalf("fetching committed offsets of group %s: %v", group, err)
 	}
 	resp := kresp.(*kmsg.OffsetFetchResponse)
+	if resp.ErrorCode == kerr.GroupIDNotFound.Code {
+		return map[int32]int64{} // nothing committed yet
+	}
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		t.Fatalf("fetching committed offsets of group %s: %v", group, err)
 	}
@@ -815,7 +819,7 @@ func BenchmarkKafkaFranzInput(b *testing.B) {
 	const (
 		topic = "bench"
 		parts = 6
-		n     = 100000
+		n     = 120000 // a multiple of parts*100, for BENCH_EXTRA batching by count
 	)
 	br := startBroker(b, devbroker.Options{Topics: []string{topic}, Partitions: parts})
 	prod := manualProducer(b, br.SeedBrokers(), kgo.ProducerLinger(5*time.Millisecond))
@@ -825,7 +829,7 @@ func BenchmarkKafkaFranzInput(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		conf, err := kafkaFranzInputSpec().ParseYAML(inputYAML(br.SeedBrokers(), topic, fmt.Sprintf("bench-%d", i), "")[len("\nkafka_franz:\n"):], nil)
+		conf, err := kafkaFranzInputSpec().ParseYAML(inputYAML(br.SeedBrokers(), topic, fmt.Sprintf("bench-%d", i), os.Getenv("BENCH_EXTRA"))[len("\nkafka_franz:\n"):], nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -964,4 +968,114 @@ func TestKafkaFranzInputStartOffsets(t *testing.T) {
 	if len(keys) != 3 || keys["key-30"] != 1 || keys["key-31"] != 1 || keys["key-32"] != 1 {
 		t.Fatalf("second run delivered %v, want only key-30, key-31, key-32", keys)
 	}
+}
+
+// TestKafkaFranzInputNackWithoutReplay documents auto_replay_nacks: false:
+// a rejected batch counts as done, is committed and is not redelivered.
+func TestKafkaFranzInputNackWithoutReplay(t *testing.T) {
+	const (
+		topic = "noreplay"
+		group = "g-noreplay"
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 1})
+	produceN(t, manualProducer(t, b.SeedBrokers()), topic, 1, 0, 20)
+	var (
+		c        collector
+		mu       sync.Mutex
+		attempts int
+	)
+	c.fail = func(batch []delivery) error {
+		for _, d := range batch {
+			if d.offset == 7 {
+				mu.Lock()
+				attempts++
+				mu.Unlock()
+				return fmt.Errorf("rejecting offset 7")
+			}
+		}
+		return nil
+	}
+	stop := runStream(t, inputYAML(b.SeedBrokers(), topic, group, `
+  auto_replay_nacks: false
+  batching:
+    count: 5
+`), &c)
+	admin := newClient(t, b.SeedBrokers())
+	eventually(t, "the group to commit past the rejected batch", func() bool {
+		return committedOffsets(t, admin, group, topic)[0] == 20
+	})
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts != 1 {
+		t.Errorf("the rejected batch was attempted %d times, want once with auto_replay_nacks off", attempts)
+	}
+	if got := len(c.snapshot()); got != 15 {
+		t.Errorf("accepted %d records, want the 15 outside the rejected batch", got)
+	}
+}
+
+// BenchmarkKafkaFranzInputPipeline measures records through a whole stream
+// (input, engine, a consumer that accepts everything) with the shipped
+// pipeline's per-partition batching of 100.
+func BenchmarkKafkaFranzInputPipeline(b *testing.B) {
+	const (
+		topic = "bench_pipeline"
+		parts = 6
+		// A multiple of parts*100, so every batch is cut by count and the
+		// measure does not include waiting for the period.
+		n = 120000
+	)
+	br := startBroker(b, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	prod := manualProducer(b, br.SeedBrokers(), kgo.ProducerLinger(5*time.Millisecond))
+	for i := 0; i < n; i += 5000 {
+		produceN(b, prod, topic, parts, i, 5000)
+	}
+	b.ResetTimer()
+	var busy, shutdown time.Duration
+	for i := 0; i < b.N; i++ {
+		var (
+			mu  sync.Mutex
+			got int
+		)
+		all := make(chan struct{})
+		sb := service.NewStreamBuilder()
+		_ = sb.SetLoggerYAML("level: warn")
+		if err := sb.AddInputYAML(inputYAML(br.SeedBrokers(), topic, fmt.Sprintf("benchp-%d", i), os.Getenv("BENCH_EXTRA")+`
+  batching:
+    count: 100
+    period: 1s
+`)); err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+			mu.Lock()
+			got += len(batch)
+			if got == n {
+				close(all)
+			}
+			mu.Unlock()
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		s, err := sb.Build()
+		if err != nil {
+			b.Fatal(err)
+		}
+		began := time.Now()
+		go func() { _ = s.Run(context.Background()) }()
+		<-all
+		busy += time.Since(began)
+		// Shutdown (final commit, leaving the group) is not throughput.
+		b.StopTimer()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		stopStart := time.Now()
+		_ = s.Stop(ctx)
+		shutdown += time.Since(stopStart)
+		cancel()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/busy.Seconds(), "records/s")
+	b.ReportMetric(float64(shutdown.Milliseconds())/float64(b.N), "shutdown-ms")
 }

@@ -375,11 +375,11 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		// Rebalances wait until a poll's records are handed to their
 		// partitions, so a revoke never races a record being queued.
 		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, tps map[string][]int32) {
-			in.dropPartitions(ctx, tps, true)
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+			in.dropPartitions(ctx, cl, tps, true)
 		}),
-		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, tps map[string][]int32) {
-			in.dropPartitions(ctx, tps, false)
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+			in.dropPartitions(ctx, cl, tps, false)
 		}),
 	)
 	if len(include) > 0 || len(exclude) > 0 {
@@ -798,7 +798,7 @@ func (in *franzInput) partitionFor(cl *kgo.Client, topic string, partition int32
 // and commits what they allow, so the next owner redelivers as little as
 // possible; acknowledgements arriving later are ignored because the
 // partition may already belong to another member.
-func (in *franzInput) dropPartitions(ctx context.Context, tps map[string][]int32, commit bool) {
+func (in *franzInput) dropPartitions(ctx context.Context, cl *kgo.Client, tps map[string][]int32, commit bool) {
 	in.mu.Lock()
 	var parts []*partitionConsumer
 	for topic, ps := range tps {
@@ -817,11 +817,11 @@ func (in *franzInput) dropPartitions(ctx context.Context, tps map[string][]int32
 	for _, p := range parts {
 		close(p.stop)
 		<-p.done
+		// Another member reports the partition from now on; a stale
+		// value here would be counted twice in a sum over members.
+		in.lag.Set(0, p.topic, strconv.Itoa(int(p.partition)))
 	}
-	in.connMu.Lock()
-	cl := in.client
-	in.connMu.Unlock()
-	if commit && cl != nil {
+	if commit {
 		deadline := time.Now().Add(in.drainWait)
 		for _, p := range parts {
 			for p.cp.inFlight() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
@@ -842,7 +842,7 @@ func (in *franzInput) dropPartitions(ctx context.Context, tps map[string][]int32
 		}
 		p.mu.Unlock()
 	}
-	if len(resume) > 0 && cl != nil {
+	if len(resume) > 0 {
 		cl.ResumeFetchPartitions(resume)
 	}
 }

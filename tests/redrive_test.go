@@ -110,7 +110,7 @@ func TestRedriveAfterFixedMapping(t *testing.T) {
 		"error": "validation: something", "original_message": other})
 	// A file backfill's record for a reading without a timestamp: no record time to restore.
 	s.produceErrorRecord(map[string]any{"request_id": "rd-8", "timestamp": now.Format("2006-01-02T15:04:05.000000+00:00"), "service": "ingestor", "kind": "validation",
-		"error": "validation: timestamp is missing or empty and the record has no kafka_timestamp_ms to fall back on",
+		"error":            "validation: timestamp is missing or empty and the record has no kafka_timestamp_ms to fall back on",
 		"original_message": map[string]any{"request_id": "rd-8", "device_id": "rd_nots", "values": []any{1.5}, "labels": []any{"a"}}, "source": map[string]any{"path": "/dumps/day1.jsonl"}})
 
 	errorsBefore := s.errorRecords()

@@ -1,0 +1,185 @@
+package nackreplay
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// scriptedInput hands out the batches it is given once each and records the acks it gets.
+type scriptedInput struct {
+	mu      sync.Mutex
+	batches []service.MessageBatch
+	acks    map[string]error // first message of a batch -> ack error
+}
+
+func newScripted(batches ...[]string) *scriptedInput {
+	s := &scriptedInput{acks: map[string]error{}}
+	for _, b := range batches {
+		var mb service.MessageBatch
+		for _, m := range b {
+			mb = append(mb, service.NewMessage([]byte(m)))
+		}
+		s.batches = append(s.batches, mb)
+	}
+	return s
+}
+
+func (s *scriptedInput) Connect(context.Context) error { return nil }
+func (s *scriptedInput) Close(context.Context) error   { return nil }
+func (s *scriptedInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.batches) == 0 {
+		return nil, nil, service.ErrEndOfInput
+	}
+	b := s.batches[0]
+	s.batches = s.batches[1:]
+	first, _ := b[0].AsBytes()
+	return b, func(_ context.Context, err error) error {
+		s.mu.Lock()
+		s.acks[string(first)] = err
+		s.mu.Unlock()
+		return nil
+	}, nil
+}
+
+func contents(t *testing.T, b service.MessageBatch) string {
+	t.Helper()
+	var out []string
+	for _, m := range b {
+		c, err := m.AsBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(c))
+	}
+	return strings.Join(out, ",")
+}
+
+func read(t *testing.T, r *Input) (service.MessageBatch, service.AckFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, ack, err := r.ReadBatch(ctx)
+	if err != nil {
+		t.Fatalf("ReadBatch: %v", err)
+	}
+	return b, ack
+}
+
+// A partial rejection redelivers exactly the rejected messages, again and again, each time
+// mapped onto the batch actually sent: the case the engine's own replay gets wrong.
+func TestPartialRejectionsRedeliverExactlyTheFailed(t *testing.T) {
+	child := newScripted([]string{"a", "b", "c", "d", "e", "f"})
+	r := Wrap(child)
+	ctx := context.Background()
+
+	b, ack := read(t, r)
+	if got := contents(t, b); got != "a,b,c,d,e,f" {
+		t.Fatalf("first delivery %q", got)
+	}
+	// Downstream processing replaces content, as the pipeline does; the rejection names the
+	// processed messages, which still trace back to the batch sent.
+	processed := b.Copy()
+	for _, m := range processed {
+		c, _ := m.AsBytes()
+		m.SetBytes([]byte("processed-" + string(c)))
+	}
+	boom := errors.New("refused")
+	_ = ack(ctx, service.NewBatchError(processed, boom).Failed(1, boom).Failed(3, boom).Failed(5, boom))
+
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "b,d,f" {
+		t.Fatalf("second delivery %q, want the three rejected, unprocessed", got)
+	}
+	_ = ack(ctx, service.NewBatchError(b, boom).Failed(2, boom))
+
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "f" {
+		t.Fatalf("third delivery %q, want f", got)
+	}
+	if _, done := child.acks["a"]; done {
+		t.Fatal("the child was acknowledged before every message was delivered")
+	}
+	_ = ack(ctx, nil)
+	if err, done := child.acks["a"]; !done || err != nil {
+		t.Fatalf("child ack after full delivery: done=%v err=%v", done, err)
+	}
+}
+
+// A plain error, or a rejection that cannot be traced to the messages sent, redelivers the
+// whole batch.
+func TestUntraceableRejectionRedeliversAll(t *testing.T) {
+	child := newScripted([]string{"a", "b", "c"})
+	r := Wrap(child)
+	ctx := context.Background()
+
+	b, ack := read(t, r)
+	_ = ack(ctx, errors.New("plain failure"))
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "a,b,c" {
+		t.Fatalf("after a plain error: %q", got)
+	}
+	orphans := service.MessageBatch{service.NewMessage([]byte("x")), service.NewMessage([]byte("y"))}
+	boom := errors.New("refused")
+	_ = ack(ctx, service.NewBatchError(orphans, boom).Failed(0, boom))
+	b, _ = read(t, r)
+	if got := contents(t, b); got != "a,b,c" {
+		t.Fatalf("after an untraceable rejection: %q", got)
+	}
+}
+
+// A redelivery is handed out even while the child has nothing to read, and the end of input
+// waits until every batch is acknowledged.
+func TestRedeliveryDoesNotWaitForTheChildAndEndWaitsForAcks(t *testing.T) {
+	child := newScripted([]string{"a"})
+	r := Wrap(child)
+	ctx := context.Background()
+
+	_, ack := read(t, r)
+	_ = ack(ctx, errors.New("refused"))
+	b, ack := read(t, r)
+	if got := contents(t, b); got != "a" {
+		t.Fatalf("redelivery %q", got)
+	}
+	_ = ack(ctx, nil)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, err := r.ReadBatch(cctx); !errors.Is(err, service.ErrEndOfInput) {
+		t.Fatalf("after the last ack: %v, want end of input", err)
+	}
+}
+
+func TestBackoffGrowsAndIsCapped(t *testing.T) {
+	if backoff(1) != 0 || backoff(2) != 0 {
+		t.Fatal("the first redeliveries must be immediate")
+	}
+	if backoff(3) != firstBackoff || backoff(4) != 2*firstBackoff {
+		t.Fatalf("backoff(3)=%v backoff(4)=%v", backoff(3), backoff(4))
+	}
+	if backoff(100) != maxBackoff {
+		t.Fatalf("backoff(100)=%v, want the cap %v", backoff(100), maxBackoff)
+	}
+}
+
+// The engine's AutoRetryNacksBatched, given this sequence, redelivers "d" and loses "b"
+// (checked against benthos v4.60.0 while writing this package).
+func TestSecondRejectionMapsOntoTheSubsetSent(t *testing.T) {
+	r := Wrap(newScripted([]string{"a", "b", "c", "d", "e", "f"}))
+	ctx := context.Background()
+	boom := errors.New("refused")
+	b, ack := read(t, r)
+	_ = ack(ctx, service.NewBatchError(b, boom).Failed(1, boom).Failed(3, boom).Failed(5, boom))
+	b, ack = read(t, r)
+	_ = ack(ctx, service.NewBatchError(b, boom).Failed(0, boom))
+	b, _ = read(t, r)
+	if got := contents(t, b); got != "b" {
+		t.Fatalf("after rejecting b of b,d,f the redelivery is %q, want b", got)
+	}
+}

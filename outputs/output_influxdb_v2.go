@@ -443,7 +443,7 @@ func classifyInfluxError(herr *ihttp.Error) influxAnswer {
 		// No HTTP answer: refused, reset, timed out. A timed-out write may have
 		// been applied; rewriting it is harmless.
 		a.outcome = outcomeOutage
-		a.message = herr.Error()
+		a.message = oneLine(herr.Error())
 		return a
 	}
 	a.message = serverMessage(herr)
@@ -487,10 +487,16 @@ func serverMessage(herr *ihttp.Error) string {
 	if msg == "" {
 		msg = http.StatusText(herr.StatusCode)
 	}
+	return oneLine(msg)
+}
+
+// oneLine folds whitespace runs (newlines included) to single spaces and
+// bounds the length, so a server's reason fits one log line and error record.
+func oneLine(msg string) string {
 	msg = strings.Join(strings.Fields(msg), " ")
 	const maxLen = 1024
 	if len(msg) > maxLen {
-		msg = msg[:maxLen] + "..."
+		msg = strings.ToValidUTF8(msg[:maxLen], "") + "..."
 	}
 	return msg
 }

@@ -562,3 +562,35 @@ func TestInfluxConnectProbeAnswers(t *testing.T) {
 		})
 	}
 }
+
+// FuzzInfluxClassify feeds arbitrary server answers to the classification:
+// it must not panic, must keep the reason on one bounded line, and must never
+// call a data error what is a throttling, outage or deployment status.
+func FuzzInfluxClassify(f *testing.F) {
+	f.Add(400, "invalid", "unable to parse 'x'", "")
+	f.Add(500, "internal error", "partial write: field type conflict", "")
+	f.Add(429, "", "", "12")
+	f.Add(503, "", "", "Wed, 21 Oct 2015 07:28:00 GMT")
+	f.Add(0, "", "", "")
+	f.Fuzz(func(t *testing.T, status int, code, msg, retryAfter string) {
+		h := http.Header{}
+		h.Set("Retry-After", retryAfter)
+		herr := &ihttp.Error{StatusCode: status, Code: code, Message: msg, Header: h}
+		if status == 0 {
+			herr.Err = errors.New(msg + "x")
+		}
+		a := classifyInfluxError(herr)
+		if strings.ContainsAny(a.message, "\n\r") || len(a.message) > 1100 {
+			t.Fatalf("reason not one bounded line: %q", a.message)
+		}
+		if a.retryAfter < 0 {
+			t.Fatalf("negative Retry-After %v", a.retryAfter)
+		}
+		switch status {
+		case 401, 403, 404, 429, 502, 503, 504:
+			if a.outcome == outcomeRejected || a.outcome == outcomeStored {
+				t.Fatalf("status %d classified as %d", status, a.outcome)
+			}
+		}
+	})
+}

@@ -1079,3 +1079,66 @@ func BenchmarkKafkaFranzInputPipeline(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/busy.Seconds(), "records/s")
 	b.ReportMetric(float64(shutdown.Milliseconds())/float64(b.N), "shutdown-ms")
 }
+
+// TestKafkaFranzInputRebalanceWithBatchesInFlight has the first member stuck
+// on its output when a second member joins: the partitions it gives up are
+// redelivered to the newcomer from the last commit (nothing skipped), and
+// its late acknowledgements for them never move their commits.
+func TestKafkaFranzInputRebalanceWithBatchesInFlight(t *testing.T) {
+	const (
+		topic = "stuck"
+		parts = 4
+		n     = 160
+		group = "g-stuck"
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: parts})
+	produceN(t, manualProducer(t, b.SeedBrokers()), topic, parts, 0, n)
+	admin := newClient(t, b.SeedBrokers())
+
+	gate := make(chan struct{})
+	blocked := make(chan struct{}, 1)
+	var a, bb collector
+	a.fail = func([]delivery) error {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+		<-gate
+		return nil
+	}
+	stopA := runStream(t, inputYAML(b.SeedBrokers(), topic, group, ""), &a)
+	select {
+	case <-blocked:
+	case <-time.After(waitFor):
+		t.Fatal("the first member never received a batch")
+	}
+	stopB := runStream(t, inputYAML(b.SeedBrokers(), topic, group, ""), &bb)
+	eventually(t, "the second member to take over partitions", func() bool { return len(bb.snapshot()) > 0 })
+	close(gate)
+
+	eventually(t, "every record delivered and every partition committed to its end", func() bool {
+		all := map[string]bool{}
+		for _, d := range append(a.snapshot(), bb.snapshot()...) {
+			all[d.key] = true
+		}
+		if len(all) != n {
+			return false
+		}
+		committed := committedOffsets(t, admin, group, topic)
+		for p := int32(0); p < parts; p++ {
+			if committed[p] != n/parts {
+				return false
+			}
+		}
+		return true
+	})
+	stopA()
+	stopB()
+	committed := committedOffsets(t, admin, group, topic)
+	for p := int32(0); p < parts; p++ {
+		if committed[p] != n/parts {
+			t.Errorf("partition %d committed at %d after both members left, want %d", p, committed[p], n/parts)
+		}
+	}
+	t.Logf("first member delivered %d, second %d, for %d records", len(a.snapshot()), len(bb.snapshot()), n)
+}

@@ -119,8 +119,8 @@ a backslash and a letter.
 ### Performance
 
 The JSON is decoded with a zero-allocation parser that keeps number literals; the lines of a batch share
-one buffer and its metadata text one string, so a message costs about two allocations of its own. Prefer the default measurement: a custom interpolated one evaluates Bloblang on a
-copy of every message.`).
+one buffer and its metadata text one string, so a message costs about two allocations of its own.
+Prefer the default measurement: a custom interpolated one evaluates Bloblang on a copy of every message.`).
 		Field(service.NewInterpolatedStringField(rtpFieldMeasurement).
 			Description("The measurement of every point. The default is the message's `device_id`, read natively; any other value is an interpolated string evaluated against the original message (as valid JSON) and its metadata.").
 			Default(rtpDefaultMeasurement).

@@ -12,6 +12,8 @@ package influxtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,6 +49,10 @@ type Options struct {
 	MaxConcurrentWriteLimit int
 	MaxEnqueuedWriteLimit   int
 	EnqueuedWriteTimeout    time.Duration
+	// TLSCertFile and TLSKeyFile, when set, serve HTTPS only (`https-enabled`) with this
+	// certificate, which must be its own CA (the helpers trust it).
+	TLSCertFile string
+	TLSKeyFile  string
 }
 
 // Server is one influxd process with its throw-away directory.
@@ -101,6 +107,18 @@ func Start(t testing.TB, opts Options) *Server {
 			opts.AdminPassword = "admin-secret"
 		}
 	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	if opts.TLSCertFile != "" {
+		pem, err := os.ReadFile(opts.TLSCertFile)
+		if err != nil {
+			t.Fatalf("influxtest: reading the TLS certificate: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			t.Fatalf("influxtest: no certificate in %s", opts.TLSCertFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	}
 	dir := t.TempDir()
 	s := &Server{
 		t:        t,
@@ -110,12 +128,24 @@ func Start(t testing.TB, opts Options) *Server {
 		cfgPath:  filepath.Join(dir, "influxdb.conf"),
 		logPath:  filepath.Join(dir, "influxd.log"),
 		httpAddr: freeAddr(t),
-		http:     &http.Client{Timeout: 30 * time.Second},
+		http:     client,
 	}
-	if err := os.WriteFile(s.cfgPath, []byte(s.config(freeAddr(t))), 0o600); err != nil {
-		t.Fatalf("influxtest: writing config: %v", err)
+	// The ports are picked free but may be taken by another process before influxd binds
+	// them (tests of other packages run in parallel): start again on fresh ports then.
+	for attempt := 1; ; attempt++ {
+		if err := os.WriteFile(s.cfgPath, []byte(s.config(freeAddr(t))), 0o600); err != nil {
+			t.Fatalf("influxtest: writing config: %v", err)
+		}
+		err := s.tryStart()
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("influxtest: %v; retrying on other ports", firstLine(err.Error()))
+		s.httpAddr = freeAddr(t)
 	}
-	s.start()
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
@@ -145,6 +175,10 @@ func (s *Server) config(rpcAddr string) string {
 	b.WriteString("[logging]\n  level = \"warn\"\n\n")
 	fmt.Fprintf(&b, "[http]\n  bind-address = %q\n  flux-enabled = true\n  log-enabled = false\n", s.httpAddr)
 	fmt.Fprintf(&b, "  auth-enabled = %v\n", s.opts.Auth)
+	if s.opts.TLSCertFile != "" {
+		fmt.Fprintf(&b, "  https-enabled = true\n  https-certificate = %q\n  https-private-key = %q\n",
+			s.opts.TLSCertFile, s.opts.TLSKeyFile)
+	}
 	if s.opts.MaxBodySize > 0 {
 		fmt.Fprintf(&b, "  max-body-size = %d\n", s.opts.MaxBodySize)
 	}
@@ -163,16 +197,23 @@ func (s *Server) config(rpcAddr string) string {
 
 func (s *Server) start() {
 	s.t.Helper()
+	if err := s.tryStart(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// tryStart starts influxd and waits until it is healthy.
+func (s *Server) tryStart() error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		s.t.Fatalf("influxtest: opening log: %v", err)
+		return fmt.Errorf("influxtest: opening log: %w", err)
 	}
 	cmd := exec.Command(s.bin, "-config", s.cfgPath)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
-		s.t.Fatalf("influxtest: starting %s: %v", s.bin, err)
+		return fmt.Errorf("influxtest: starting %s: %w", s.bin, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -188,8 +229,11 @@ func (s *Server) start() {
 	for {
 		select {
 		case <-done:
+			s.mu.Lock()
+			s.cmd = nil
+			s.mu.Unlock()
 			b, _ := os.ReadFile(s.logPath)
-			s.t.Fatalf("influxtest: influxd exited during start-up; log:\n%s", tail(b, 4096))
+			return fmt.Errorf("influxtest: influxd exited during start-up; log:\n%s", tail(b, 4096))
 		default:
 		}
 		resp, err := s.http.Get(s.URL() + "/health")
@@ -197,12 +241,12 @@ func (s *Server) start() {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			s.t.Fatalf("influxtest: influxd at %s not healthy after 60s (last error: %v)", s.URL(), err)
+			return fmt.Errorf("influxtest: influxd at %s not healthy after 60s (last error: %v)", s.URL(), err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -236,7 +280,19 @@ func (s *Server) Restart() {
 }
 
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
-func (s *Server) URL() string { return "http://" + s.httpAddr }
+func (s *Server) URL() string {
+	if s.opts.TLSCertFile != "" {
+		return "https://" + s.httpAddr
+	}
+	return "http://" + s.httpAddr
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
 
 // Token is the write token 1.8 expects: "user:password" with auth enabled,
 // anything (here "unused") without.

@@ -94,7 +94,9 @@ func runOutput(t testing.TB, outYAML string) (service.MessageBatchHandlerFunc, f
 			return
 		}
 		stopped = true
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// A stream whose output never connected stops only at this
+		// deadline; the others stop at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = s.Stop(ctx)
 		<-done

@@ -72,6 +72,8 @@ type stack struct {
 	broker *devbroker.Broker
 	opts   devbroker.Options
 	influx *influxtest.Server
+	// clientOpts are added to every Kafka client of the test itself (TLS, SASL).
+	clientOpts []kgo.Opt
 }
 
 type stackOptions struct {
@@ -120,7 +122,8 @@ func (s *stack) restartBroker(down time.Duration) {
 
 func (s *stack) client(opts ...kgo.Opt) *kgo.Client {
 	s.t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.broker.Addr())}, opts...)...)
+	all := append([]kgo.Opt{kgo.SeedBrokers(s.broker.Addr())}, s.clientOpts...)
+	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
 		s.t.Fatalf("kafka client: %v", err)
 	}

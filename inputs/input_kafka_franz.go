@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
+	"github.com/preservarium/iot-ingestor/internal/nackreplay"
 )
 
 // Field names of the kafka_franz input; they follow Redpanda Connect's
@@ -253,7 +254,14 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return service.AutoRetryNacksBatchedToggled(conf, in)
+			if !in.replayNacks {
+				return in, nil
+			}
+			// Not the engine's AutoRetryNacksBatched: after a partial
+			// rejection it can map a later rejection onto the wrong
+			// messages and acknowledge some never delivered (see
+			// internal/nackreplay).
+			return nackreplay.Wrap(in), nil
 		})
 }
 

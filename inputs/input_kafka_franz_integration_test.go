@@ -1142,3 +1142,92 @@ func TestKafkaFranzInputRebalanceWithBatchesInFlight(t *testing.T) {
 	}
 	t.Logf("first member delivered %d, second %d, for %d records", len(a.snapshot()), len(bb.snapshot()), n)
 }
+
+// TestKafkaFranzInputPartialRejection rejects one message of a batch by
+// index, several times in a row: only that message is redelivered, every
+// other one is accepted once, and nothing is acknowledged to Kafka before
+// the rejected message is accepted.
+func TestKafkaFranzInputPartialRejection(t *testing.T) {
+	const (
+		topic  = "partial"
+		group  = "g-partial"
+		n      = 100
+		poison = 15
+	)
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 1})
+	produceN(t, manualProducer(t, b.SeedBrokers()), topic, 1, 0, n)
+	admin := newClient(t, b.SeedBrokers())
+
+	var (
+		mu         sync.Mutex
+		accepted   = map[int]int{}
+		rejections int
+	)
+	sb := service.NewStreamBuilder()
+	if err := sb.SetLoggerYAML("level: warn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddInputYAML(inputYAML(b.SeedBrokers(), topic, group, "  batching:\n    count: 10\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var bErr *service.BatchError
+		for i, m := range batch {
+			v, _ := m.MetaGetMut(kfiMetaOffset)
+			off := v.(int)
+			if off == poison && rejections < 4 {
+				rejections++
+				if bErr == nil {
+					bErr = service.NewBatchError(batch, errors.New("partial rejection"))
+				}
+				bErr = bErr.Failed(i, fmt.Errorf("rejecting offset %d", off))
+				continue
+			}
+			accepted[off]++
+		}
+		if bErr != nil {
+			return bErr
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = s.Stop(ctx)
+		<-done
+	}()
+
+	eventually(t, "every record accepted and committed", func() bool {
+		if off := committedOffsets(t, admin, group, topic)[0]; off > poison {
+			mu.Lock()
+			ok := accepted[poison] > 0
+			mu.Unlock()
+			if !ok {
+				t.Fatalf("committed offset %d passed offset %d before it was accepted", off, poison)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) == n && committedOffsets(t, admin, group, topic)[0] == n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if rejections != 4 {
+		t.Errorf("offset %d rejected %d times, want 4", poison, rejections)
+	}
+	for off := 0; off < n; off++ {
+		if accepted[off] != 1 {
+			t.Errorf("offset %d accepted %d times, want once: only the rejected message is redelivered", off, accepted[off])
+		}
+	}
+}

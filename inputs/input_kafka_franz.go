@@ -95,9 +95,11 @@ still in flight. Commits are sent every `+"`commit_period`"+`, when partitions a
 in a rebalance and on shutdown. After a crash, a rebalance or a restart, consumption resumes at
 the last commit, so records that were in flight are delivered again; nothing is skipped.
 
-A batch rejected downstream (nacked) is retried until it is delivered when
-`+"`auto_replay_nacks`"+` is true (the default); with it false a rejected batch counts as done
-and its offsets are committed.
+When `+"`auto_replay_nacks`"+` is true (the default) a batch rejected downstream (nacked) is
+delivered again until it is accepted: only the messages the rejection names when it names
+them, else the whole batch; the first two retries are immediate, then the pause grows to 5s.
+Its offsets are not committed meanwhile. With it false a rejected batch counts as done and its
+offsets are committed.
 
 ### Back pressure and connectivity
 

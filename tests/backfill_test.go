@@ -181,7 +181,14 @@ func TestBackfillTimestampRange(t *testing.T) {
 	sort.SliceStable(readings, func(i, j int) bool { return readings[i].Timestamp.Before(readings[j].Timestamp) })
 	from := readings[400].Timestamp.UnixMilli()
 	until := readings[1100].Timestamp.UnixMilli()
-	s.produce(readings)
+	// One record published late, stamped before the range, lands inside the range's offsets:
+	// the pipeline's own time check must drop it.
+	lateAt := time.UnixMilli(from).Add(-time.Hour).UTC()
+	late := handmade(string(readings[0].Key), fmt.Sprintf(`{"request_id": "bf-late", "timestamp": %q, "device_id": "bf_late", "values": [1.5]}`,
+		lateAt.Format("2006-01-02T15:04:05.000000")), lateAt)
+	s.produce(readings[:800])
+	s.produce([]readinggen.Reading{late})
+	s.produce(readings[800:])
 
 	var inRange []readinggen.Reading
 	for _, r := range readings {
@@ -206,6 +213,11 @@ func TestBackfillTimestampRange(t *testing.T) {
 	o := s.verify(inRange, nil)
 	if got := s.measurements(); len(got) != len(byMeasurement) {
 		t.Errorf("%d measurements stored, %d expected: readings outside the range were stored", len(got), len(byMeasurement))
+	}
+	for _, m := range s.measurements() {
+		if m == "bf_late" {
+			t.Errorf("a record stamped before the range was stored")
+		}
 	}
 	if live := s.groupCommitted(group); len(live) != 0 {
 		t.Errorf("the backfill committed offsets for the live group %q: %v", group, live)

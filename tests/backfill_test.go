@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -19,6 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/influxtest"
 	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
@@ -403,4 +407,71 @@ func hasTimestamp(t *testing.T, value []byte) bool {
 	m, _ := v.(map[string]any)
 	ts, _ := m["timestamp"].(string)
 	return strings.TrimSpace(ts) != ""
+}
+
+// BenchmarkBackfillFiles measures the file backfill end to end: the real binary reads a gzip
+// dump of 20000 generated readings and stores them in InfluxDB 1.8 (the same points each
+// iteration, which overwrite themselves). Reported as messages per second of wall time,
+// process start-up included.
+func BenchmarkBackfillFiles(b *testing.B) {
+	const n = 20000
+	broker, err := devbroker.Start(devbroker.Options{Partitions: 4, Topics: []string{inputTopic, errorTopic}})
+	if err != nil {
+		b.Fatalf("starting the broker: %v", err)
+	}
+	b.Cleanup(func() { broker.Close() })
+	influx := influxtest.Start(b, influxtest.Options{})
+	influx.CreateDatabase(database)
+
+	opts := readinggen.DefaultOptions()
+	opts.BadShare = 0
+	g, err := readinggen.New(41, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var dump bytes.Buffer
+	zw := gzip.NewWriter(&dump)
+	for i := 0; i < n; i++ {
+		_, _ = zw.Write(g.Next().Value)
+		_, _ = zw.Write([]byte("\n"))
+	}
+	if err := zw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "dump.jsonl.gz")
+	if err := os.WriteFile(path, dump.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	config, err := filepath.Abs("../config/backfill-files.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	httpAddr := l.Addr().String()
+	_ = l.Close()
+
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(ingestorBin, "run", config)
+		cmd.Env = append(os.Environ(),
+			"BACKFILL_FILES="+path,
+			"KAFKA_BOOTSTRAP_SERVERS="+broker.Addr(),
+			"INFLUXDB_URL="+influx.URL(),
+			"INFLUXDB_TOKEN="+influx.Token(),
+			"HTTP_ADDRESS="+httpAddr,
+			"LOG_LEVEL=WARN",
+		)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("the file backfill failed: %v\n%s", err, truncate(out, 2000))
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "msgs/s")
+	b.StopTimer()
+	if got := influx.Query(database, "SHOW MEASUREMENTS"); len(got) == 0 {
+		b.Fatalf("nothing stored")
+	}
 }

@@ -127,6 +127,17 @@ func TestRedriveAfterFixedMapping(t *testing.T) {
 		t.Fatalf("%d records on the error topic before the redrive, expected 8", len(errorsBefore))
 	}
 
+	// A wrong setting refuses every record (nothing parked, nothing committed) and says why.
+	wrong := s.startIngestorConfig(configFile(t, "redrive.yaml"), map[string]string{"REDRIVE_FROM": "2026-11-27", "REDRIVE_CONSUMER_GROUP": "redrive_wrong"})
+	wrong.waitLog(`redrive settings: REDRIVE_FROM \"2026-11-27\" is not an RFC 3339 time`, 60*time.Second)
+	wrong.kill()
+	if n := len(s.topicRecords(parkingTopic)); n != 0 {
+		t.Errorf("a redrive with a wrong REDRIVE_FROM parked %d records", n)
+	}
+	if c := s.groupCommitted("redrive_wrong"); len(c) != 0 {
+		t.Errorf("a redrive with a wrong REDRIVE_FROM committed %v", c)
+	}
+
 	env := map[string]string{
 		"MAPPING_RESERVED_KEYS":  "rename",
 		"MAPPING_NUMBERS":        "float",
@@ -267,4 +278,22 @@ func TestRedriveAfterFixedMapping(t *testing.T) {
 	}
 	report(t, "redrive-after-fix", outcome{sent: len(all), errorsExpected: 8, errorRecords: len(errorsBefore), pointsExpected: points,
 		valuesExpected: goodValues + 4, valuesStored: goodValues + 4}, time.Since(start))
+}
+
+// waitLog waits until the pipeline's log has a line containing text.
+func (p *ingestor) waitLog(text string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.logContains(text) {
+			return
+		}
+		if !p.running() {
+			p.dumpLog(20)
+			p.t.Fatalf("the pipeline exited (%v) before logging %q", p.exitErr, text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.dumpLog(20)
+	p.t.Fatalf("no log line containing %q within %v", text, timeout)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/nackreplay"
 )
@@ -486,7 +487,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	if in.limit < 1 {
 		return nil, fmt.Errorf("field %s: must be at least 1, got %d", kfiFieldCheckpointLimit, in.limit)
 	}
-	if in.batchPolicy, err = conf.FieldBatchPolicy(kfiFieldBatching); err != nil {
+	if in.batchPolicy, err = batchpolicy.Field(conf, kfiFieldBatching); err != nil {
 		return nil, err
 	}
 	if in.replayNacks, err = conf.FieldBool(service.AutoRetryNacksToggleFieldName); err != nil {

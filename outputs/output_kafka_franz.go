@@ -11,6 +11,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 )
 
@@ -122,7 +123,7 @@ func init() {
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}
-			policy, err := conf.FieldBatchPolicy(kfoFieldBatching)
+			policy, err := batchpolicy.Field(conf, kfoFieldBatching)
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}

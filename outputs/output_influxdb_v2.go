@@ -20,6 +20,8 @@ import (
 	"github.com/influxdata/influxdb-client-go/v2/domain"
 	"github.com/klauspost/compress/gzip"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
 )
 
 const (
@@ -197,7 +199,7 @@ func init() {
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}
-			pol, err := conf.FieldBatchPolicy(ifoFieldBatching)
+			pol, err := batchpolicy.Field(conf, ifoFieldBatching)
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}

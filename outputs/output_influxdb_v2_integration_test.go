@@ -581,12 +581,14 @@ func BenchmarkInfluxOutput(b *testing.B) {
 	srv := influxtest.Start(b, influxtest.Options{})
 	srv.CreateDatabase(itDB)
 	const concurrency = 8 // the output's default max_in_flight
-	const pointsPerRound = 200_000
+	// Points written each way per iteration: enough batches of 5,000 that
+	// every slice below keeps all workers busy for a few waves.
+	pointsPerRound := map[int]int{100: 200_000, 5000: 640_000}
 
 	for _, size := range []int{100, 5000} {
 		for _, gz := range []bool{false, true} {
 			b.Run(fmt.Sprintf("batch=%d/gzip=%v", size, gz), func(b *testing.B) {
-				nBatches := pointsPerRound / size
+				nBatches := pointsPerRound[size] / size
 				batches := make([]service.MessageBatch, nBatches)
 				bodies := make([][]byte, nBatches)
 				for i := range batches {
@@ -613,7 +615,7 @@ func BenchmarkInfluxOutput(b *testing.B) {
 				// The workload is cut into slices written alternately by the
 				// output and by raw posts (ABBA order), so load from other
 				// processes on a shared machine hits both sides alike.
-				const slices = 10
+				slices := max(1, min(10, nBatches/(2*concurrency)))
 				per := (nBatches + slices - 1) / slices
 				runOutput := func(lo, hi int) time.Duration {
 					return runConcurrently(b, concurrency, hi-lo, func(i int) error {

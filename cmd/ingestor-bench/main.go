@@ -51,6 +51,7 @@ type options struct {
 	profileSeconds           int
 	workDir                  string
 	seed                     int64
+	only                     string
 }
 
 func main() {
@@ -66,7 +67,7 @@ func main() {
 	flag.IntVar(&o.partitions, "partitions", 12, "partitions of each topic")
 	flag.IntVar(&o.shippedBatch, "shipped-batch", 100, "INFLUXDB_BATCH_SIZE of the shipped runs (the shipped default)")
 	flag.IntVar(&o.shippedFlush, "shipped-flush-ms", 5000, "INFLUXDB_FLUSH_INTERVAL_MS of the shipped runs (the shipped default)")
-	flag.IntVar(&o.tunedBatch, "tuned-batch", 1000, "INFLUXDB_BATCH_SIZE of the tuned runs (the tuned config's default)")
+	flag.IntVar(&o.tunedBatch, "tuned-batch", 500, "INFLUXDB_BATCH_SIZE of the tuned runs (the tuned config's default)")
 	flag.IntVar(&o.tunedFlush, "tuned-flush-ms", 1000, "INFLUXDB_FLUSH_INTERVAL_MS of the tuned runs (the tuned config's default)")
 	flag.StringVar(&conc, "raw-concurrency", "4,8", "concurrent writers tried for the raw write limit; the best is the limit")
 	flag.StringVar(&o.runs, "runs", "raw,shipped,tuned,flood,backlog", "what to measure, comma separated: raw, shipped, tuned, flood, backlog")
@@ -74,6 +75,7 @@ func main() {
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 8, "length of each CPU profile")
 	flag.StringVar(&o.workDir, "work", "", "directory for logs and InfluxDB data (default: a new temporary directory)")
 	flag.Int64Var(&o.seed, "seed", 1, "generator seed")
+	flag.StringVar(&o.only, "only", "", "run only these ingestor runs, comma separated (shipped, tuned, shipped-flood, tuned-flood, shipped-backlog, tuned-backlog); empty: all that -runs selects")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		var n int
@@ -235,6 +237,15 @@ func run(ctx context.Context, o options) error {
 	if backlog != nil {
 		plans = append(plans, plan{"backlog", shipped("shipped-backlog", backlog)}, plan{"backlog", tuned("tuned-backlog", backlog)})
 	}
+	if o.only != "" {
+		keep := plans[:0]
+		for _, p := range plans {
+			if slices.Contains(strings.Split(o.only, ","), p.spec.name) {
+				keep = append(keep, p)
+			}
+		}
+		plans = keep
+	}
 	type measured struct {
 		runResult
 		raw float64 // raw write limit at the run's batch size around the run, points/s
@@ -255,7 +266,7 @@ func run(ctx context.Context, o options) error {
 		rs := p.spec
 		rs.group = fmt.Sprintf("bench_%s_%d", strings.ReplaceAll(rs.name, "-", "_"), time.Now().UnixNano())
 		rs.db = fmt.Sprintf("bench_%d", i)
-		if o.profile != "" && (p.key == "shipped" || p.key == "tuned") {
+		if o.profile != "" {
 			rs.profile, rs.profileS = o.profile, o.profileSeconds
 		}
 		fmt.Printf("== %s: %s, batch %d, flush %d ms, %d messages\n", rs.name, filepath.Base(rs.config), rs.batch, rs.flushMS, rs.stream.messages)

@@ -286,17 +286,30 @@ func fetchProfiles(httpAddr, dir, name string, seconds int) error {
 		_, err = io.Copy(f, resp.Body)
 		return err
 	}
-	// Where the goroutines wait tells what bounds a run that does not use its CPU.
-	for i := 1; i <= 3; i++ {
-		time.Sleep(time.Second)
-		if err := get("/debug/pprof/goroutine?debug=1", fmt.Sprintf("%s.goroutines-%d.txt", name, i)); err != nil {
-			return err
+	// Where the goroutines wait tells what bounds a run that does not use its CPU; the heap
+	// is taken mid-run, where the peak is.
+	snaps := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 3; i++ {
+			time.Sleep(time.Second)
+			if err := get("/debug/pprof/goroutine?debug=1", fmt.Sprintf("%s.goroutines-%d.txt", name, i)); err != nil {
+				snaps <- err
+				return
+			}
+			if i == 2 {
+				if err := get("/debug/pprof/heap", name+".heap.pprof"); err != nil {
+					snaps <- err
+					return
+				}
+			}
 		}
+		snaps <- nil
+	}()
+	err := get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), name+".cpu.pprof")
+	if serr := <-snaps; err == nil {
+		err = serr
 	}
-	if err := get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), name+".cpu.pprof"); err != nil {
-		return err
-	}
-	return get("/debug/pprof/heap", name+".heap.pprof")
+	return err
 }
 
 // scrape reads /metrics and sums every series of each family (Prometheus text format).

@@ -712,7 +712,13 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 		}
 	}
 	w.log.Warnf("influxdb_v2: InfluxDB rejected %d of %d messages; first: %v", len(fails), len(batch), first)
-	bErr := service.NewBatchError(batch, fmt.Errorf("write: %d of %d messages not stored; first: %w", len(fails), len(batch), first))
+	// The engine's fallback output reports the batch-level text, not the message's own, when
+	// it was handed a single message: that text must then be the message's reason exactly.
+	summary := first
+	if len(batch) > 1 {
+		summary = fmt.Errorf("write: %d of %d messages not stored; first: %w", len(fails), len(batch), first)
+	}
+	bErr := service.NewBatchError(batch, summary)
 	for i := range batch {
 		if e, ok := fails[i]; ok {
 			bErr = bErr.Failed(i, e)

@@ -307,6 +307,27 @@ func TestInfluxFaultInjector500PartialWrite(t *testing.T) {
 	}
 }
 
+// A batch of one rejected message: the engine's fallback reports the batch-level text for it,
+// so that text must be the message's own reason, not a summary around it.
+func TestInfluxSingleRejectedMessageKeepsItsReason(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		if len(req.Lines) > 0 {
+			return influxtest.Fault{Status: 400, Body: `{"code":"invalid","message":"unable to parse 'm v=': missing field value"}`}
+		}
+		return influxtest.Pass
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	err := w.WriteBatch(context.Background(), lpBatch("m v="))
+	want := `write: rejected by InfluxDB (400): unable to parse 'm v=': missing field value`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+	if failed := failedMessages(t, err); len(failed) != 1 || failed[0] != want {
+		t.Fatalf("failed messages %v", failed)
+	}
+}
+
 func TestInfluxFaultInjectorResetMidResponse(t *testing.T) {
 	fi := influxtest.NewFaultInjector(t, "")
 	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {

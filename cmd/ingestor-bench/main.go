@@ -192,11 +192,7 @@ func run(ctx context.Context, o options) error {
 				for _, c := range o.rawConcurrency {
 					rawN++
 					db := fmt.Sprintf("raw_%d", rawN)
-					lines := clean.lines
-					if os.Getenv("BENCH_RAW_GROUPED") != "" {
-						lines = groupedLines(lines, o.partitions)
-					}
-					r, err := rawWrite(ctx, influx, db, lines, b, c, gz)
+					r, err := rawWrite(ctx, influx, db, clean.lines, b, c, gz)
 					if err != nil {
 						return err
 					}

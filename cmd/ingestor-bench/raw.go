@@ -4,13 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,19 +75,6 @@ func rawWrite(ctx context.Context, influx *influxServer, db string, lines [][]by
 	)
 	cpu0, _ := procCPU(influx.pid())
 	start := time.Now()
-	if dir := os.Getenv("BENCH_INFLUX_DUMP"); dir != "" {
-		go func() {
-			time.Sleep(time.Second)
-			for _, p := range []string{"goroutine?debug=1", "profile?seconds=2"} {
-				resp, err := http.Get(influx.url + "/debug/pprof/" + p)
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					_ = resp.Body.Close()
-					_ = os.WriteFile(filepath.Join(dir, db+"-"+strings.Split(p, "?")[0]), b, 0o644)
-				}
-			}
-		}()
-	}
 	for w := 0; w < concurrency; w++ {
 		wg.Add(1)
 		go func() {
@@ -117,28 +99,4 @@ func rawWrite(ctx context.Context, influx *influxServer, db string, lines [][]by
 		return res, fmt.Errorf("raw write to %s: %w", db, failure)
 	}
 	return res, nil
-}
-
-// groupedLines reorders lines the way the ingestor sees them: keyed by device, spread over
-// parts partitions, each partition's lines in order, partitions one after another.
-func groupedLines(lines [][]byte, parts int) [][]byte {
-	groups := make([][][]byte, parts)
-	for _, l := range lines {
-		end := 0
-		for end < len(l) && l[end] != ' ' && l[end] != ',' {
-			if l[end] == '\\' {
-				end++
-			}
-			end++
-		}
-		h := fnv.New32a()
-		h.Write(l[:min(end, len(l))])
-		g := int(h.Sum32() % uint32(parts))
-		groups[g] = append(groups[g], l)
-	}
-	var out [][]byte
-	for _, g := range groups {
-		out = append(out, g...)
-	}
-	return out
 }

@@ -152,22 +152,15 @@ func runIngestor(ctx context.Context, bin, workDir, brokers string, influx *infl
 	}
 	res.startup = t0.Sub(started)
 
-	if dir := os.Getenv("BENCH_INFLUX_DUMP"); dir != "" {
-		go func() {
-			time.Sleep(3 * time.Second)
-			for _, p := range []string{"goroutine?debug=1", "profile?seconds=3"} {
-				resp, err := http.Get(influx.url + "/debug/pprof/" + p)
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					_ = resp.Body.Close()
-					_ = os.WriteFile(filepath.Join(dir, rs.name+"-"+strings.Split(p, "?")[0]), b, 0o644)
-				}
-			}
-		}()
-	}
 	profDone := make(chan error, 1)
 	if rs.profile != "" {
-		go func() { profDone <- fetchProfiles(httpAddr, rs.profile, rs.name, rs.profileS) }()
+		go func() { profDone <- fetchProfiles("http://"+httpAddr, rs.profile, rs.name, rs.profileS) }()
+		// InfluxDB 1.8 serves pprof too: its profile shows what a write costs the server.
+		go func() {
+			if err := fetchProfiles(influx.url, rs.profile, rs.name+".influxd", rs.profileS); err != nil {
+				fmt.Printf("  InfluxDB profile: %v\n", err)
+			}
+		}()
 	} else {
 		profDone <- nil
 	}
@@ -263,14 +256,15 @@ func steadyRate(samples []sample, want int64) float64 {
 	return float64(hi.done-lo.done) / (hi.at - lo.at).Seconds()
 }
 
-// fetchProfiles saves a CPU profile of the next seconds and then a heap profile.
-func fetchProfiles(httpAddr, dir, name string, seconds int) error {
+// fetchProfiles saves, from the server at base, a CPU profile of the next seconds, three
+// goroutine dumps a second apart and a heap profile mid-run.
+func fetchProfiles(base, dir, name string, seconds int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	get := func(path, file string) error {
 		c := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
-		resp, err := c.Get("http://" + httpAddr + path)
+		resp, err := c.Get(base + path)
 		if err != nil {
 			return fmt.Errorf("GET %s: %w", path, err)
 		}

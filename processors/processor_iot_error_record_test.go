@@ -1,0 +1,139 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+func newTestErrorRecordBuilder(t *testing.T, yaml string) *errorRecordBuilder {
+	t.Helper()
+	conf, err := iotErrorRecordSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newErrorRecordBuilder(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.now = func() time.Time { return time.Date(2026, 11, 27, 10, 15, 2, 118000000, time.FixedZone("CET", 3600)) }
+	return b
+}
+
+func TestErrorRecord(t *testing.T) {
+	cases := []struct {
+		name    string
+		content string
+		meta    map[string]any
+		err     error
+		want    string
+		kind    string
+	}{
+		{
+			name:    "mapping failure from Kafka, literals kept as written",
+			content: `{"device_id": "2261001", "values": [1.0, 2.0, 3.0], "labels": ["a", "b"]}`,
+			meta: map[string]any{
+				"iot_original":   `{"request_id": "4bcf", "device_id": "2261001", "values": [1.0, 2.0, 3.0], "labels": ["a", "b"]}`,
+				"iot_request_id": "4bcf", "kafka_key": "2261001", "kafka_topic": "iot_validated_data",
+				"kafka_partition": 3, "kafka_offset": int64(18211), "kafka_timestamp_ms": int64(1764238502118),
+			},
+			err:  errors.New("validation: labels has 2 entries, values has 3"),
+			want: `{"request_id":"4bcf","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: labels has 2 entries, values has 3","original_message":{"request_id":"4bcf","device_id":"2261001","values":[1.0,2.0,3.0],"labels":["a","b"]},"kind":"validation","source":{"offset":18211,"partition":3,"timestamp_ms":1764238502118,"topic":"iot_validated_data"}}`,
+			kind: "validation",
+		},
+		{
+			name:    "not JSON: raw text, invalid UTF-8 replaced, key as request_id",
+			content: "\xff\xfeoops",
+			meta: map[string]any{
+				"iot_original": `{"raw":"\ufffd\ufffdoops"}`, "kafka_key": "dev\xff1",
+				"kafka_topic": "t", "kafka_partition": "0", "kafka_offset": "7", "kafka_timestamp_ms": "5",
+			},
+			err:  errors.New("decode: not JSON: invalid character"),
+			want: `{"request_id":"dev` + "\ufffd" + `1","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"decode: not JSON: invalid character","original_message":{"raw":"\ufffd\ufffdoops"},"kind":"decode","source":{"offset":7,"partition":0,"timestamp_ms":5,"topic":"t"}}`,
+			kind: "decode",
+		},
+		{
+			name:    "InfluxDB rejection passed on by a fallback, from a file",
+			content: "m v=1i 1",
+			meta: map[string]any{
+				"iot_original": `{"device_id":"m","values":[1]}`, "iot_request_id": "", "path": "/dumps/a.jsonl",
+				"fallback_error": "write: rejected by InfluxDB (400): field type conflict:\ninput field \"v\"",
+			},
+			want: `{"request_id":"","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"write: rejected by InfluxDB (400): field type conflict: input field \"v\"","original_message":{"device_id":"m","values":[1]},"kind":"write","source":{"path":"/dumps/a.jsonl"}}`,
+			kind: "write",
+		},
+		{
+			name:    "an error without a known kind, no original kept, no source",
+			content: `[1, 2]`,
+			err:     errors.New("something else broke"),
+			want:    `{"request_id":"","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: something else broke","original_message":{"raw":"[1, 2]"},"kind":"validation"}`,
+			kind:    "validation",
+		},
+		{
+			name:    "an output failure without a known kind",
+			content: `x`,
+			meta:    map[string]any{"fallback_error": "connection refused"},
+			want:    `{"request_id":"","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"write: connection refused","original_message":{"raw":"x"},"kind":"write"}`,
+			kind:    "write",
+		},
+	}
+	b := newTestErrorRecordBuilder(t, `{}`)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msg := service.NewMessage([]byte(c.content))
+			for k, v := range c.meta {
+				msg.MetaSetMut(k, v)
+			}
+			if c.err != nil {
+				msg.SetError(c.err)
+			}
+			out, err := b.Process(context.Background(), msg)
+			if err != nil || len(out) != 1 {
+				t.Fatalf("Process: %v, %d messages", err, len(out))
+			}
+			got, _ := out[0].AsBytes()
+			if string(got) != c.want {
+				t.Fatalf("record\n got %s\nwant %s", got, c.want)
+			}
+			if out[0].GetError() != nil {
+				t.Errorf("the record still carries the processing error")
+			}
+			if k, _ := out[0].MetaGet("iot_error_kind"); k != c.kind {
+				t.Errorf("iot_error_kind %q, want %q", k, c.kind)
+			}
+		})
+	}
+}
+
+func TestErrorRecordExtraKeys(t *testing.T) {
+	b := newTestErrorRecordBuilder(t, `extra_keys: {redrive_count: rc, redriven_from: rf, missing: nope, broken: bad}`)
+	msg := service.NewMessage([]byte("x"))
+	msg.SetError(errors.New("validation: bad labels"))
+	msg.MetaSetMut("rc", "2")
+	msg.MetaSetMut("rf", `{"topic":"iot_errors","partition":0,"offset":9}`)
+	msg.MetaSetMut("bad", `{not json`)
+	out, err := b.Process(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := out[0].AsBytes()
+	want := `{"request_id":"","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: bad labels","original_message":{"raw":"x"},"kind":"validation","redrive_count":2,"redriven_from":{"topic":"iot_errors","partition":0,"offset":9}}`
+	if string(got) != want {
+		t.Fatalf("record\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestErrorRecordConfigErrors(t *testing.T) {
+	for _, yaml := range []string{`service: ""`, `extra_keys: {kind: k}`} {
+		conf, err := iotErrorRecordSpec().ParseYAML(yaml, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newErrorRecordBuilder(conf, service.MockResources()); err == nil {
+			t.Errorf("%s: accepted", yaml)
+		}
+	}
+}

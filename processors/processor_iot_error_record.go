@@ -245,9 +245,15 @@ func metaInt(msg *service.Message, key string) (int64, bool) {
 		return int64(n), true
 	case float64:
 		return int64(n), true
-	case string:
-		i, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
-		return i, err == nil
+	}
+	// Text, json.Number (a mapping that copied it from a JSON document) or any other type
+	// that prints as an integer.
+	text := strings.TrimSpace(fmt.Sprint(v))
+	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return i, true
+	}
+	if f, err := strconv.ParseFloat(text, 64); err == nil && f == float64(int64(f)) {
+		return int64(f), true
 	}
 	return 0, false
 }

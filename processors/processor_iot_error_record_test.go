@@ -2,7 +2,9 @@ package processors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +137,26 @@ func TestErrorRecordConfigErrors(t *testing.T) {
 		if _, err := newErrorRecordBuilder(conf, service.MockResources()); err == nil {
 			t.Errorf("%s: accepted", yaml)
 		}
+	}
+}
+
+// The redrive pipeline copies source fields from a JSON document into metadata, so they
+// arrive as json.Number or float64.
+func TestErrorRecordSourceFromCopiedNumbers(t *testing.T) {
+	b := newTestErrorRecordBuilder(t, `{}`)
+	msg := service.NewMessage([]byte("x"))
+	msg.SetError(errors.New("validation: bad"))
+	msg.MetaSetMut("kafka_topic", "iot_validated_data")
+	msg.MetaSetMut("kafka_partition", json.Number("3"))
+	msg.MetaSetMut("kafka_offset", float64(76))
+	msg.MetaSetMut("kafka_timestamp_ms", json.Number("1749376802000"))
+	out, err := b.Process(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := out[0].AsBytes()
+	want := `"source":{"offset":76,"partition":3,"timestamp_ms":1749376802000,"topic":"iot_validated_data"}}`
+	if !strings.HasSuffix(string(got), want) {
+		t.Fatalf("record %s, want it to end %s", got, want)
 	}
 }

@@ -37,26 +37,26 @@ func iotErrorRecordSpec() *service.ConfigSpec {
 		Summary("Turns a failed message into the IoT pipeline's shared error record (the iot_errors format).").
 		Description(`
 Replaces the message with one JSON object in the format every stage of the pipeline publishes on
-` + "`iot_errors`" + `:
+`+"`iot_errors`"+`:
 
-` + "```json" + `
+`+"```json"+`
 {"request_id": "...", "timestamp": "2026-11-27T10:15:02.118000+00:00", "service": "ingestor",
  "error": "validation: labels has 2 entries, values has 3", "original_message": {...},
  "kind": "validation", "source": {"topic": "iot_validated_data", "partition": 3, "offset": 18211, "timestamp_ms": 1764238502118}}
-` + "```" + `
+`+"```"+`
 
-- ` + "`error`" + ` is the message's processing error (a mapping failure, e.g. from
-  ` + "`reading_to_point`" + `) or, for a message an output rejected and a ` + "`fallback`" + `
-  passed on, its ` + "`fallback_error`" + ` metadata. It is one line and starts with its kind.
-- ` + "`kind`" + ` is the error's own prefix when it is ` + "`decode`, `validation` or `write`" + `; otherwise
-  ` + "`validation`" + ` for a processing error and ` + "`write`" + ` for an output's rejection.
-- ` + "`original_message`" + ` is the ` + "`iot_original`" + ` metadata that ` + "`reading_to_point`" + ` keeps (the
-  input as valid JSON, number literals exactly as written), or ` + "`{\"raw\": <content as text>}`" + `.
-- ` + "`request_id`" + ` is the ` + "`iot_request_id`" + ` metadata, else the ` + "`kafka_key`" + `, else empty.
-- ` + "`source`" + ` comes from the ` + "`kafka_*`" + ` metadata of the Kafka input, or the ` + "`path`" + ` of a file input.
+- `+"`error`"+` is the message's processing error (a mapping failure, e.g. from
+  `+"`reading_to_point`"+`) or, for a message an output rejected and a `+"`fallback`"+`
+  passed on, its `+"`fallback_error`"+` metadata. It is one line and starts with its kind.
+- `+"`kind`"+` is the error's own prefix when it is `+"`decode`, `validation` or `write`"+`; otherwise
+  `+"`validation`"+` for a processing error and `+"`write`"+` for an output's rejection.
+- `+"`original_message`"+` is the `+"`iot_original`"+` metadata that `+"`reading_to_point`"+` keeps (the
+  input as valid JSON, number literals exactly as written), or `+"`{\"raw\": <content as text>}`"+`.
+- `+"`request_id`"+` is the `+"`iot_request_id`"+` metadata, else the `+"`kafka_key`"+`, else empty.
+- `+"`source`"+` comes from the `+"`kafka_*`"+` metadata of the Kafka input, or the `+"`path`"+` of a file input.
 
-The metadata ` + "`iot_request_id`" + ` (the record's Kafka key) and ` + "`iot_error_kind`" + ` are set on the result, the
-processing error is cleared, and the counter ` + "`iot_error_records`" + ` (label ` + "`kind`" + `) counts the records built.`).
+The metadata `+"`iot_request_id`"+` (the record's Kafka key) and `+"`iot_error_kind`"+` are set on the result, the
+processing error is cleared, and the counter `+"`iot_error_records`"+` (label `+"`kind`"+`) counts the records built.`).
 		Field(service.NewStringField(ierFieldService).
 			Description("The `service` key of the record: which stage reports the error.").
 			Default("ingestor").Example("ingestor")).

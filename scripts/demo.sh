@@ -73,10 +73,10 @@ bin/readings-gen --brokers "$kafka_addr" --count "$count" --rate "$rate" --bad-s
 gen_pid=$!
 pids+=($gen_pid)
 
-# metric NAME: the sum of every series of one counter on /metrics (0 when absent).
+# metric NAME [LABEL=VALUE]: the sum of the series of one metric on /metrics (0 when absent).
 metric() {
   curl -fsS "http://$http_addr/metrics" 2>/dev/null |
-    awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }'
+    awk -v n="$1" -v l="${2:-}" '($1 == n || index($1, n "{") == 1) && (l == "" || index($1, l) > 0) { s += $NF } END { printf "%d", s }'
 }
 
 start=$(date +%s)
@@ -86,10 +86,12 @@ while :; do
   written=$(metric influxdb_points_written)
   filtered=$(metric iot_messages_filtered)
   errors=$(metric iot_error_records)
+  lag=$(metric kafka_consumer_lag)
   ready=$(curl -s -o /dev/null -w '%{http_code}' "http://$http_addr/ready" || true)
-  printf '%4ss  consumed %7s  points written %7s  filtered %5s  error records %5s  /ready %s\n' \
-    "$(($(date +%s) - start))" "$consumed" "$written" "$filtered" "$errors" "$ready"
-  if ! kill -0 "$gen_pid" 2>/dev/null && [ "$((written + filtered + errors))" -ge "$count" ]; then
+  printf '%4ss  consumed %7s  points written %7s  filtered %5s  error records %5s  lag %6s  /ready %s\n' \
+    "$(($(date +%s) - start))" "$consumed" "$written" "$filtered" "$errors" "$lag" "$ready"
+  if ! kill -0 "$gen_pid" 2>/dev/null && [ "$consumed" -ge "$count" ] && [ "$lag" -eq 0 ] &&
+    [ "$((written + filtered + errors))" -ge "$count" ]; then
     break
   fi
   if [ "$(($(date +%s) - start))" -gt $((count / 500 + 120)) ]; then
@@ -97,26 +99,32 @@ while :; do
     break
   fi
 done
-tail -n 3 "$run_dir/generator.log"
+
+echo
+echo "== what the generator sent (its own expectation, computed from the contract)"
+sed -n '/ messages acknowledged by /,/^  errors:/p' "$run_dir/generator.log"
+echo
+echo "== what the ingestor did (from /metrics)"
+printf '  points written %s, messages filtered %s, error records: decode %s, validation %s, write %s\n' \
+  "$(metric influxdb_points_written)" "$(metric iot_messages_filtered)" \
+  "$(metric iot_error_records 'kind="decode"')" "$(metric iot_error_records 'kind="validation"')" \
+  "$(metric iot_error_records 'kind="write"')"
 
 query() {
-  curl -fsS -G "http://127.0.0.1:$influx_port/query" --data-urlencode "db=iot_data" \
-    --data-urlencode "q=$1"
+  curl -fsS -G "http://127.0.0.1:$influx_port/query" -H 'Accept: application/csv' \
+    --data-urlencode "db=iot_data" --data-urlencode "q=$1"
 }
 echo
-echo "== InfluxDB: measurements (devices) stored"
-query 'SHOW MEASUREMENTS LIMIT 10' | head -c 600; echo
-echo
-echo "== InfluxDB: the latest 5 points of one device"
-device=$(query 'SHOW MEASUREMENTS LIMIT 1' | sed -n 's/.*"values":\[\["\([^"]*\)"\].*/\1/p')
-query "SELECT * FROM \"$device\" ORDER BY time DESC LIMIT 5" | head -c 1500; echo
+echo "== InfluxDB: $(query 'SHOW MEASUREMENTS' | tail -n +2 | wc -l) measurements (one per device); the latest 5 points of one"
+device=$(query 'SHOW MEASUREMENTS LIMIT 1' | tail -n 1 | cut -d, -f3)
+query "SELECT * FROM \"$device\" ORDER BY time DESC LIMIT 5" | cut -c1-220
 echo
 echo "== iot_errors: records by kind"
 kcat -C -b "$kafka_addr" -t iot_errors -o beginning -e -q -f '%s\n' 2>/dev/null |
   sed -n 's/.*"kind":"\([a-z]*\)".*/\1/p' | sort | uniq -c
 echo
-echo "== iot_errors: the first 3 records"
-kcat -C -b "$kafka_addr" -t iot_errors -o beginning -c 3 -e -q -f '%k  %s\n\n' 2>/dev/null | cut -c1-600
+echo "== iot_errors: the first 3 records (key, then value)"
+kcat -C -b "$kafka_addr" -t iot_errors -o beginning -c 3 -e -q -f '%k  %s\n\n' 2>/dev/null | cut -c1-400
 
 if [ -n "${DEMO_KEEP_RUNNING:-}" ]; then
   echo

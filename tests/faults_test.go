@@ -56,7 +56,8 @@ func TestFaultKilledThreeTimes(t *testing.T) {
 		p = s.startIngestor(nil)
 	}
 	st.wait()
-	s.waitDrained(120 * time.Second)
+	// Each killed member keeps its partitions until KAFKA_SESSION_TIMEOUT (20 s) expires.
+	s.waitDrained(180 * time.Second)
 	report(t, "sigkill-x3", s.verify(readings, nil), time.Since(start))
 }
 

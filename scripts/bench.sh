@@ -11,9 +11,9 @@
 #      readings, mapped in-process by reading_to_point, as line protocol posted by plain
 #      concurrent HTTP at each run's batch size (points/s), into a fresh database each time;
 #   4. runs the ingestor binary on each stream with a fresh consumer group and database:
-#      config/ingestor.yaml as shipped (batch 100, flush 5 s) and the tuned
-#      config/ingestor-high-volume.yaml; a run ends when the group's committed offsets reach the
-#      end of the topic;
+#      config/ingestor.yaml as shipped (batch 100, flush 5 s), and the same pipeline with the
+#      tuned values of config/ingestor-high-volume.env; a run ends when the group's committed
+#      offsets reach the end of the topic;
 #   5. prints messages/s (steady: between 10% and 90% of the stream; drained: first message to
 #      last commit), the ratio to the raw write limit at the same batch size (measured right
 #      before and after each run), CPU seconds per million messages (utime+stime of the ingestor
@@ -37,4 +37,4 @@ echo "== building"
 go build -o bin/ingestor ./cmd/ingestor
 go build -o bin/ingestor-bench ./cmd/ingestor-bench
 exec bin/ingestor-bench -bin bin/ingestor -influxd .tools/bin/influxd \
-  -shipped-config config/ingestor.yaml -tuned-config config/ingestor-high-volume.yaml "$@"
+  -shipped-config config/ingestor.yaml -tuned-env config/ingestor-high-volume.env "$@"

@@ -9,7 +9,7 @@
 //     line protocol by plain concurrent HTTP at each run's batch size (points/s), each into a
 //     fresh database;
 //  2. the ingestor binary with config/ingestor.yaml as shipped (batch 100, flush 5 s);
-//  3. the ingestor with the tuned config/ingestor-high-volume.yaml;
+//  3. the ingestor with the shipped pipeline and the tuned values of config/ingestor-high-volume.env;
 //  4. the poison flood: the same size of stream with a fifth bad, against the clean rate;
 //  5. a backlog (one million messages by default) waiting at start: its rate and peak RSS.
 //
@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +40,7 @@ import (
 
 type options struct {
 	bin, influxd             string
-	shippedConf, tunedConf   string
+	shippedConf, tunedEnv    string
 	messages, backlog        int
 	floodShare               float64
 	partitions               int
@@ -60,7 +61,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "bin/ingestor", "ingestor binary to measure")
 	flag.StringVar(&o.influxd, "influxd", ".tools/bin/influxd", "InfluxDB 1.8 binary (scripts/install-influxdb.sh builds it)")
 	flag.StringVar(&o.shippedConf, "shipped-config", "config/ingestor.yaml", "the shipped pipeline")
-	flag.StringVar(&o.tunedConf, "tuned-config", "config/ingestor-high-volume.yaml", "the tuned pipeline")
+	flag.StringVar(&o.tunedEnv, "tuned-env", "config/ingestor-high-volume.env", "the tuned values of the shipped pipeline (KEY=VALUE lines); its INFLUXDB_BATCH_SIZE and INFLUXDB_FLUSH_INTERVAL_MS give the tuned batch unless -tuned-batch/-tuned-flush-ms are set")
 	flag.IntVar(&o.messages, "messages", 200000, "messages in the clean and the flood streams")
 	flag.IntVar(&o.backlog, "backlog", 1000000, "messages in the backlog stream (0: no backlog runs)")
 	flag.Float64Var(&o.floodShare, "flood-share", 0.2, "share of bad messages in the poison flood")
@@ -109,7 +110,7 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(o.workDir, 0o755); err != nil {
 		return err
 	}
-	for _, p := range []*string{&o.bin, &o.shippedConf, &o.tunedConf, &o.influxd} {
+	for _, p := range []*string{&o.bin, &o.shippedConf, &o.tunedEnv, &o.influxd} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -217,8 +218,26 @@ func run(ctx context.Context, o options) error {
 	shipped := func(name string, s *stream) runSpec {
 		return runSpec{name: name, config: o.shippedConf, stream: s, batch: o.shippedBatch, flushMS: o.shippedFlush}
 	}
+	tunedEnv, err := loadEnvFile(o.tunedEnv)
+	if err != nil {
+		return err
+	}
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	for key, target := range map[string]*int{"INFLUXDB_BATCH_SIZE": &o.tunedBatch, "INFLUXDB_FLUSH_INTERVAL_MS": &o.tunedFlush} {
+		v, ok := tunedEnv[key]
+		delete(tunedEnv, key) // the run's batch and flush are set from o below
+		if !ok || explicit["tuned-batch"] && key == "INFLUXDB_BATCH_SIZE" || explicit["tuned-flush-ms"] && key == "INFLUXDB_FLUSH_INTERVAL_MS" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%s: %s=%q is not a whole number", o.tunedEnv, key, v)
+		}
+		*target = n
+	}
 	tuned := func(name string, s *stream) runSpec {
-		return runSpec{name: name, config: o.tunedConf, stream: s, batch: o.tunedBatch, flushMS: o.tunedFlush}
+		return runSpec{name: name, config: o.shippedConf, env: tunedEnv, stream: s, batch: o.tunedBatch, flushMS: o.tunedFlush}
 	}
 	var plans []plan
 	if runs["shipped"] {
@@ -338,4 +357,26 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	return nil
+}
+
+// loadEnvFile reads KEY=VALUE lines (blank lines and # comments skipped), the format of the
+// engine's --env-file.
+func loadEnvFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%s:%d: not KEY=VALUE: %q", path, i+1, line)
+		}
+		env[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return env, nil
 }

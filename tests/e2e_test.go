@@ -111,8 +111,10 @@ func TestReadyFollowsInfluxDB(t *testing.T) {
 	readings := generate(t, 2, 600, 0)
 	p := s.startIngestor(nil)
 	p.waitStatus("/ready", 200, 30*time.Second)
-	if got := p.status("/ping"); got != 200 {
-		t.Fatalf("/ping answered %d", got)
+	for _, path := range []string{"/ping", "/version", "/metrics"} {
+		if got := p.status(path); got != 200 {
+			t.Fatalf("%s answered %d", path, got)
+		}
 	}
 
 	s.produce(readings[:200])

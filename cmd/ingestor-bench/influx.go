@@ -4,112 +4,63 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/preservarium/iot-ingestor/internal/influxd"
 )
 
 // influxServer is the throw-away InfluxDB 1.8 the harness writes to: its own data directory,
-// loopback only, HTTP request logging off (a log line per write would be measured too).
+// loopback only, flux off, HTTP request logging off (a log line per write would be measured
+// too). The process itself is run by internal/influxd, shared with the test harness.
 type influxServer struct {
-	cmd  *exec.Cmd
-	dir  string
+	proc *influxd.Process
 	url  string
 	http *http.Client
-	done chan struct{}
 }
 
 func startInflux(bin, dir string) (*influxServer, error) {
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("InfluxDB 1.8 binary not found at %s: run scripts/install-influxdb.sh", bin)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	httpPort, err := freePort()
+	httpAddr, err := influxd.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	rpcPort, err := freePort()
+	rpcAddr, err := influxd.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf(`reporting-disabled = true
-bind-address = "127.0.0.1:%d"
-[meta]
-  dir = %q
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[logging]
-  level = "warn"
-[http]
-  bind-address = "127.0.0.1:%d"
-  flux-enabled = false
-  log-enabled = false
-`, rpcPort, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpPort)
-	confPath := filepath.Join(dir, "influxdb.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("writing the InfluxDB config %s: %w", confPath, err)
+	cfg := influxd.Config{
+		Dir:      dir,
+		HTTPAddr: httpAddr,
+		RPCAddr:  rpcAddr,
+		// The defaults the bench has always run with: these services on, flux off.
+		ContinuousQueries: true,
+		Subscriber:        true,
 	}
-	logf, err := os.Create(filepath.Join(dir, "influxd.log"))
+	// Each bench run gets a fresh influxd log even when -work is reused.
+	if err := os.Remove(cfg.LogPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("removing the old InfluxDB log: %w", err)
+	}
+	client := &http.Client{Timeout: 60 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proc, err := influxd.Start(ctx, bin, cfg, client)
 	if err != nil {
 		return nil, err
 	}
-	s := &influxServer{
-		dir:  dir,
-		url:  fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		http: &http.Client{Timeout: 60 * time.Second},
-		done: make(chan struct{}),
-	}
-	s.cmd = exec.Command(bin, "-config", confPath)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	go func() { _ = s.cmd.Wait(); _ = logf.Close(); close(s.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("influxd exited at start; log in %s", logf.Name())
-		default:
-		}
-		if resp, err := s.http.Get(s.url + "/health"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	s.stop()
-	return nil, fmt.Errorf("influxd did not answer %s/health within 60s; log in %s", s.url, logf.Name())
+	return &influxServer{proc: proc, url: proc.URL(), http: client}, nil
 }
 
-func (s *influxServer) pid() int { return s.cmd.Process.Pid }
+func (s *influxServer) pid() int { return s.proc.PID() }
 
-func (s *influxServer) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
+func (s *influxServer) stop() { s.proc.Stop(15 * time.Second) }
 
 // query runs one InfluxQL statement (POST /query) and returns the first series' values.
 func (s *influxServer) query(db, q string) ([][]any, error) {

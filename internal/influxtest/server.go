@@ -17,17 +17,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/preservarium/iot-ingestor/internal/influxd"
 )
 
 // Options tunes the server. The zero value is an open server without limits.
@@ -57,19 +55,18 @@ type Options struct {
 
 // Server is one influxd process with its throw-away directory.
 type Server struct {
-	t        testing.TB
-	opts     Options
-	bin      string
-	dir      string
-	cfgPath  string
-	logPath  string
-	httpAddr string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	t    testing.TB
+	opts Options
+	proc *influxd.Process
 	http *http.Client
 }
+
+// startTimeout bounds each start-up until /health answers; stopGrace is how
+// long influxd gets to exit on SIGTERM before it is killed.
+const (
+	startTimeout = 60 * time.Second
+	stopGrace    = 20 * time.Second
+)
 
 // BinaryPath returns where influxd is expected: .tools/bin/influxd under the
 // module root (found by walking up from the working directory to go.mod).
@@ -119,37 +116,40 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
-	dir := t.TempDir()
-	s := &Server{
-		t:        t,
-		opts:     opts,
-		bin:      bin,
-		dir:      dir,
-		cfgPath:  filepath.Join(dir, "influxdb.conf"),
-		logPath:  filepath.Join(dir, "influxd.log"),
-		httpAddr: freeAddr(t),
-		http:     client,
+	cfg := influxd.Config{
+		Dir:                     t.TempDir(),
+		HTTPAddr:                freeAddr(t),
+		Flux:                    true,
+		Auth:                    opts.Auth,
+		MaxBodySize:             opts.MaxBodySize,
+		MaxConcurrentWriteLimit: opts.MaxConcurrentWriteLimit,
+		MaxEnqueuedWriteLimit:   opts.MaxEnqueuedWriteLimit,
+		EnqueuedWriteTimeout:    opts.EnqueuedWriteTimeout,
+		TLSCertFile:             opts.TLSCertFile,
+		TLSKeyFile:              opts.TLSKeyFile,
 	}
+	s := &Server{t: t, opts: opts, http: client}
 	// The ports are picked free but may be taken by another process before influxd binds
 	// them (tests of other packages run in parallel): start again on fresh ports then.
 	for attempt := 1; ; attempt++ {
-		if err := os.WriteFile(s.cfgPath, []byte(s.config(freeAddr(t))), 0o600); err != nil {
-			t.Fatalf("influxtest: writing config: %v", err)
-		}
-		err := s.tryStart()
+		cfg.RPCAddr = freeAddr(t)
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		proc, err := influxd.Start(ctx, bin, cfg, client)
+		cancel()
 		if err == nil {
+			s.proc = proc
 			break
 		}
 		if attempt == 3 {
 			t.Fatal(err)
 		}
 		t.Logf("influxtest: %v; retrying on other ports", firstLine(err.Error()))
-		s.httpAddr = freeAddr(t)
+		cfg.HTTPAddr = freeAddr(t)
 	}
 	t.Cleanup(func() {
-		s.stop()
+		s.proc.Stop(stopGrace)
 		if t.Failed() {
-			if b, err := os.ReadFile(s.logPath); err == nil {
+			if b, err := os.ReadFile(cfg.LogPath()); err == nil {
 				t.Logf("influxd log (last 4 KiB):\n%s", tail(b, 4096))
 			}
 		}
@@ -163,129 +163,21 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-func (s *Server) config(rpcAddr string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "reporting-disabled = true\nbind-address = %q\n\n", rpcAddr)
-	fmt.Fprintf(&b, "[meta]\n  dir = %q\n\n", filepath.Join(s.dir, "meta"))
-	fmt.Fprintf(&b, "[data]\n  dir = %q\n  wal-dir = %q\n  query-log-enabled = false\n\n",
-		filepath.Join(s.dir, "data"), filepath.Join(s.dir, "wal"))
-	b.WriteString("[monitor]\n  store-enabled = false\n\n")
-	b.WriteString("[continuous_queries]\n  enabled = false\n\n")
-	b.WriteString("[subscriber]\n  enabled = false\n\n")
-	b.WriteString("[logging]\n  level = \"warn\"\n\n")
-	fmt.Fprintf(&b, "[http]\n  bind-address = %q\n  flux-enabled = true\n  log-enabled = false\n", s.httpAddr)
-	fmt.Fprintf(&b, "  auth-enabled = %v\n", s.opts.Auth)
-	if s.opts.TLSCertFile != "" {
-		fmt.Fprintf(&b, "  https-enabled = true\n  https-certificate = %q\n  https-private-key = %q\n",
-			s.opts.TLSCertFile, s.opts.TLSKeyFile)
-	}
-	if s.opts.MaxBodySize > 0 {
-		fmt.Fprintf(&b, "  max-body-size = %d\n", s.opts.MaxBodySize)
-	}
-	if s.opts.MaxConcurrentWriteLimit > 0 {
-		fmt.Fprintf(&b, "  max-concurrent-write-limit = %d\n", s.opts.MaxConcurrentWriteLimit)
-	}
-	if s.opts.MaxEnqueuedWriteLimit > 0 {
-		fmt.Fprintf(&b, "  max-enqueued-write-limit = %d\n", s.opts.MaxEnqueuedWriteLimit)
-	}
-	if s.opts.EnqueuedWriteTimeout > 0 {
-		// 1.8 reads this one as integer nanoseconds, not a duration string.
-		fmt.Fprintf(&b, "  enqueued-write-timeout = %d\n", s.opts.EnqueuedWriteTimeout.Nanoseconds())
-	}
-	return b.String()
-}
-
-func (s *Server) start() {
-	s.t.Helper()
-	if err := s.tryStart(); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// tryStart starts influxd and waits until it is healthy.
-func (s *Server) tryStart() error {
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("influxtest: opening log: %w", err)
-	}
-	cmd := exec.Command(s.bin, "-config", s.cfgPath)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return fmt.Errorf("influxtest: starting %s: %w", s.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logf.Close()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-done:
-			s.mu.Lock()
-			s.cmd = nil
-			s.mu.Unlock()
-			b, _ := os.ReadFile(s.logPath)
-			return fmt.Errorf("influxtest: influxd exited during start-up; log:\n%s", tail(b, 4096))
-		default:
-		}
-		resp, err := s.http.Get(s.URL() + "/health")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return fmt.Errorf("influxtest: influxd at %s not healthy after 60s (last error: %v)", s.URL(), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (s *Server) stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
 // Stop terminates the server, keeping its data directory and port for Restart.
-func (s *Server) Stop() { s.stop() }
+func (s *Server) Stop() { s.proc.Stop(stopGrace) }
 
 // Restart starts the server again on the same port and data directory.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.stop()
-	s.start()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.proc.Restart(ctx, stopGrace); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
-func (s *Server) URL() string {
-	if s.opts.TLSCertFile != "" {
-		return "https://" + s.httpAddr
-	}
-	return "http://" + s.httpAddr
-}
+func (s *Server) URL() string { return s.proc.URL() }
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
@@ -437,16 +329,14 @@ func (s *Server) WriteLP(db, lp string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// freeAddr reserves a loopback port by listening and closing; the tiny race
-// with other processes is acceptable in tests.
+// freeAddr reserves a loopback port; the tiny race with other processes is
+// what the retry in Start covers.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := influxd.FreeAddr()
 	if err != nil {
-		t.Fatalf("influxtest: finding a free port: %v", err)
+		t.Fatalf("influxtest: %v", err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	return addr
 }
 

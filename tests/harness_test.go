@@ -413,6 +413,21 @@ func (p *ingestor) waitStatus(path string, code int, timeout time.Duration) {
 	p.t.Fatalf("%s answered %d, not %d, for %v", path, last, code, timeout)
 }
 
+// waitConsuming waits until the instance has received messages from Kafka: it has joined the
+// group and owns partitions.
+func (p *ingestor) waitConsuming(timeout time.Duration) {
+	p.t.Helper()
+	p.waitStatus("/ping", 200, 30*time.Second)
+	deadline := time.Now().Add(timeout)
+	for metricTotal(p.metrics(), "input_received") == 0 {
+		if time.Now().After(deadline) {
+			p.dumpLog(20)
+			p.t.Fatalf("the ingestor received no message within %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // metrics scrapes /metrics and parses it as Prometheus text.
 func (p *ingestor) metrics() map[string]*dto {
 	p.t.Helper()

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -27,5 +28,8 @@ func main() {
 		service.CLIOptSetProductName("IoT ingestor"),
 		service.CLIOptSetVersion(Version, ""),
 		service.CLIOptAddCommand(devbroker.Command()),
+		service.CLIOptOnConfigParse(func(*service.ParsedConfig) error {
+			return applyRuntimeEnv(os.LookupEnv)
+		}),
 	)
 }

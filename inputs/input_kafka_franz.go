@@ -624,6 +624,8 @@ func (in *franzInput) Close(ctx context.Context) error {
 // for fetch_max_wait. Measured with the shipped 1 s wait, pausing stalled a
 // backlog on every resume (about 45k against 105k messages/s); not polling
 // leaves franz-go's one buffered fetch waiting, and nothing is fetched twice.
+// The cost: while one partition is at its limit the others wait too, which
+// changes little as they share the pipeline and its output.
 func (in *franzInput) pollLoop(cl *kgo.Client) {
 	defer in.bg.Done()
 	for {

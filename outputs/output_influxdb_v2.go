@@ -75,6 +75,10 @@ depends on why the write failed:
   with the error `+"`write: rejected by InfluxDB (<status>): <server message>`"+`, and every other
   message is stored (resending a stored point is harmless: same series and timestamp overwrite).
   A failed message reaches a `+"`fallback`"+` tier or `+"`catch`"+` on its own.
+- **Messages that failed an earlier step** (they carry an error, see `+"`errored()`"+`, such as a
+  reading the mapping rejected): never written; each fails with its own error at once, so a
+  `+"`fallback`"+` tier routes it with the reason it was given. While InfluxDB is unreachable they
+  wait with their batch.
 - **413 Request Entity Too Large**: the batch is split and resent; only a message too large on its
   own fails (`+"`write: too large for InfluxDB (413): ...`"+`).
 - **Outages** (connection refused or reset, timeouts, 429, 502, 503, 504, a 500 that is not a
@@ -678,8 +682,15 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 	lines := make([][]byte, len(batch))
 	idx := make([]int, 0, len(batch))
 	fails := map[int]error{}
-	points := 0
+	points, carried := 0, 0
 	for i, m := range batch {
+		if err := m.GetError(); err != nil {
+			// A message that failed an earlier step is never written: it fails with that
+			// error, which a fallback then routes (the shipped pipeline's error topic).
+			fails[i] = err
+			carried++
+			continue
+		}
 		b, err := m.AsBytes()
 		if err != nil {
 			fails[i] = fmt.Errorf("write: reading message: %w", err)
@@ -704,14 +715,20 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 	if len(fails) == 0 {
 		return nil
 	}
-	var first error
+	var first, firstRejected error
 	for i := range batch {
 		if e, ok := fails[i]; ok {
-			first = e
-			break
+			if first == nil {
+				first = e
+			}
+			if firstRejected == nil && batch[i].GetError() == nil {
+				firstRejected = e
+			}
 		}
 	}
-	w.log.Warnf("influxdb_v2: InfluxDB rejected %d of %d messages; first: %v", len(fails), len(batch), first)
+	if rejected := len(fails) - carried; rejected > 0 {
+		w.log.Warnf("influxdb_v2: InfluxDB rejected %d of %d messages; first: %v", rejected, len(batch), firstRejected)
+	}
 	// The engine's fallback output reports the batch-level text, not the message's own, when
 	// it was handed a single message: that text must then be the message's reason exactly.
 	summary := first

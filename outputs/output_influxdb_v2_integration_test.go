@@ -265,6 +265,49 @@ func TestInfluxIntegrationBadLinesIsolated(t *testing.T) {
 	}
 }
 
+// Messages that carry an error from an earlier step (a rejected reading) are never written,
+// even when their content would parse: each fails with its own error, and the rest are stored.
+func TestInfluxIntegrationErroredMessagesNotWritten(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	w := newTestInfluxWriter(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+	var lines []string
+	for i := 0; i < 10; i++ {
+		lines = append(lines, fmt.Sprintf("m,dev=d%d v=%d %d", i, i, 1000+i))
+	}
+	batch := lpBatch(lines...)
+	carried := map[int]string{2: "validation: device_id is empty", 7: "decode: message is not JSON: unexpected end"}
+	for i, e := range carried {
+		batch[i].SetError(errors.New(e))
+	}
+	failed := failedMessages(t, w.WriteBatch(context.Background(), batch))
+	if len(failed) != len(carried) {
+		t.Fatalf("failed %v, want exactly %v", failed, carried)
+	}
+	for i, e := range carried {
+		if failed[i] != e {
+			t.Errorf("message %d failed with %q, want its own error %q", i, failed[i], e)
+		}
+	}
+	if n := srv.Count(itDB, "m", "v"); n != 8 {
+		t.Errorf("stored %d points, want the 8 without an error", n)
+	}
+	if w.counts.rejected.Load() != 0 {
+		t.Errorf("counted %d rejections by InfluxDB, want 0", w.counts.rejected.Load())
+	}
+
+	// A batch of errored messages only: each fails with its own reason, nothing is stored.
+	single := lpBatch("m,dev=x v=1 2000")
+	single[0].SetError(errors.New("validation: values is empty"))
+	err := w.WriteBatch(context.Background(), single)
+	if err == nil || err.Error() != "validation: values is empty" {
+		t.Fatalf("one errored message: error %v, want its own reason", err)
+	}
+	if n := srv.Count(itDB, "m", "v"); n != 8 {
+		t.Errorf("stored %d points after an errored-only batch, want still 8", n)
+	}
+}
+
 func TestInfluxIntegrationFieldTypeConflicts(t *testing.T) {
 	srv := influxtest.Start(t, influxtest.Options{})
 	srv.CreateDatabase(itDB)

@@ -2,6 +2,8 @@ package processors
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -272,4 +274,141 @@ func appendRawObject(dst, in []byte) []byte {
 	dst = append(dst, `{"raw":`...)
 	dst = appendJSONString(dst, b2s(in))
 	return append(dst, '}')
+}
+
+// stringStop marks the bytes that end a run of plain characters inside a JSON
+// string: the closing quote, an escape, and the control characters JSON forbids.
+var stringStop = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// tokenError checks the strings and numbers of b, which fastjson's parser has
+// accepted, and returns what in them is not JSON, or nil. The parser checks the
+// structure and the literals true, false and null, but not what is inside a
+// string (control characters, escapes) nor the grammar of a number (it takes
+// 1.2.3, 01, +5, nan and inf): this one pass replaces a second, full validation
+// of every message. It is also stricter than fastjson's validator, which misses
+// a control character followed by an escape in the same string ("\x17\b"):
+// Python's json.loads refuses both.
+func tokenError(b []byte) error {
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			i++
+			for {
+				for i < len(b) && !stringStop[b[i]] {
+					i++
+				}
+				if i >= len(b) {
+					return errors.New("string has no closing quote")
+				}
+				if b[i] < 0x20 {
+					return fmt.Errorf("string cannot contain control char 0x%02X", b[i])
+				}
+				if b[i] == '"' {
+					i++
+					break
+				}
+				// An escape: \" \\ \/ \b \f \n \r \t or \u and four hex digits.
+				if i+1 >= len(b) {
+					return errors.New("string ends in an escape")
+				}
+				switch b[i+1] {
+				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+					i += 2
+				case 'u':
+					if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+						return errors.New(`invalid escape sequence \u: want four hex digits`)
+					}
+					i += 6
+				default:
+					return fmt.Errorf(`unknown escape sequence \%c`, b[i+1])
+				}
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			end, ok := numberEnd(b, i)
+			if !ok {
+				return fmt.Errorf("invalid number at byte %d", i)
+			}
+			i = end
+		case c == 't':
+			if !bytes.HasPrefix(b[i:], []byte("true")) {
+				return fmt.Errorf("unexpected value at byte %d", i)
+			}
+			i += 4
+		case c == 'f':
+			if !bytes.HasPrefix(b[i:], []byte("false")) {
+				return fmt.Errorf("unexpected value at byte %d", i)
+			}
+			i += 5
+		case c == 'n':
+			if !bytes.HasPrefix(b[i:], []byte("null")) {
+				return fmt.Errorf("unexpected value at byte %d", i)
+			}
+			i += 4
+		case c == '{' || c == '}' || c == '[' || c == ']' || c == ':' || c == ',' ||
+			c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		default:
+			return fmt.Errorf("unexpected character %q at byte %d", c, i)
+		}
+	}
+	return nil
+}
+
+// numberEnd returns where the JSON number starting at b[i] ends, and false when
+// the token there is not one: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?,
+// not followed by another character of a number.
+func numberEnd(b []byte, i int) (int, bool) {
+	digits := func(i int) int {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i)
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return i, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return i, false
+		}
+		i = j
+	}
+	if i < len(b) {
+		switch c := b[i]; {
+		case c >= '0' && c <= '9', c == '.', c == 'e', c == 'E', c == '+', c == '-',
+			c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+			return i, false
+		}
+	}
+	return i, true
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }

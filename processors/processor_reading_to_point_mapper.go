@@ -188,13 +188,32 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		res.err = decodeErr("message nests arrays and objects deeper than " + strconv.Itoa(fastjson.MaxDepth) + " levels")
 		return out, res
 	}
+	// One parse and a pass over the strings and numbers (tokenError) stand for a
+	// full validation and a parse; what they refuse is validated in full, whose
+	// error text is the one reported when it refuses it too.
+	var root *fastjson.Value
 	if !tokens {
-		if verr := fastjson.ValidateBytes(in); verr != nil {
-			res.original = appendRawObject(st.nullBuf[:0], in)
-			st.nullBuf = res.original
-			res.requestID = keyRequestID(rec)
-			res.err = decodeErr("message is not JSON: " + shortReason(verr.Error()))
-			return out, res
+		parsed, perr := st.parser.ParseBytes(in)
+		var terr error
+		if perr == nil {
+			terr = tokenError(in)
+		}
+		if perr == nil && terr == nil {
+			root = parsed
+		} else {
+			reason := ""
+			if verr := fastjson.ValidateBytes(in); verr != nil {
+				reason = verr.Error()
+			} else if terr != nil {
+				reason = terr.Error() // a control character the validator misses
+			}
+			if reason != "" {
+				res.original = appendRawObject(st.nullBuf[:0], in)
+				st.nullBuf = res.original
+				res.requestID = keyRequestID(rec)
+				res.err = decodeErr("message is not JSON: " + shortReason(reason))
+				return out, res
+			}
 		}
 	}
 	if !utf8.Valid(in) {
@@ -210,8 +229,12 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 			src = st.parseBuf
 		}
 		fixLoneSurrogates(src)
+		root = nil // parsed before the fix
 	}
-	root, perr := st.parser.ParseBytes(src)
+	var perr error
+	if root == nil {
+		root, perr = st.parser.ParseBytes(src)
+	}
 	if perr != nil {
 		// Valid JSON that fastjson refuses: nesting deeper than it allows.
 		res.original = appendRawObject(st.nullBuf[:0], in)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/Jeffail/gabs/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/valyala/fastjson"
 
 	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
 )
@@ -186,4 +187,20 @@ func BenchmarkGabsMapping(b *testing.B) {
 		}
 	}
 	reportPerMessage(b, cpu, b.N)
+}
+
+// BenchmarkTokenCheck compares the token check the mapping runs on every message with the full
+// validation it replaced, on the same corpus.
+func BenchmarkTokenCheck(b *testing.B) {
+	msgs := benchMessages(benchCorpus(), 1024)
+	b.Run("tokenError", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			_ = tokenError(msgs[i%len(msgs)])
+		}
+	})
+	b.Run("fastjson.Validate", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			_ = fastjson.ValidateBytes(msgs[i%len(msgs)])
+		}
+	})
 }

@@ -492,6 +492,12 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	if in.batchPolicy, err = batchpolicy.Field(conf, kfiFieldBatching); err != nil {
 		return nil, err
 	}
+	// A partition holds at most checkpoint_limit records and the input takes no
+	// fetch while one is full: a batch that needs more records to be cut, with
+	// no period to flush it, would never be sent and would stop the input.
+	if pol := in.batchPolicy; !pol.IsNoop() && pol.Period == "" && (pol.Count == 0 || pol.Count > in.limit) {
+		return nil, fmt.Errorf("field %s: without a period, count must be set and at most %s (%d): a partition holds no more records than that, so a bigger batch would never be cut", kfiFieldBatching, kfiFieldCheckpointLimit, in.limit)
+	}
 	if in.replayNacks, err = conf.FieldBool(service.AutoRetryNacksToggleFieldName); err != nil {
 		return nil, err
 	}

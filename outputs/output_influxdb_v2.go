@@ -77,8 +77,8 @@ depends on why the write failed:
   A failed message reaches a `+"`fallback`"+` tier or `+"`catch`"+` on its own.
 - **Messages that failed an earlier step** (they carry an error, see `+"`errored()`"+`, such as a
   reading the mapping rejected): never written; each fails with its own error at once, so a
-  `+"`fallback`"+` tier routes it with the reason it was given. While InfluxDB is unreachable they
-  wait with their batch.
+  `+"`fallback`"+` tier routes it with the reason it was given. While InfluxDB is unreachable, those
+  in a batch that also holds messages to write wait with it.
 - **413 Request Entity Too Large**: the batch is split and resent; only a message too large on its
   own fails (`+"`write: too large for InfluxDB (413): ...`"+`).
 - **Outages** (connection refused or reset, timeouts, 429, 502, 503, 504, a 500 that is not a

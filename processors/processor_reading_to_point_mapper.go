@@ -173,10 +173,19 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		st.nullBuf, st.parseBuf, tokens = rewritePythonTokens(in, st.nullBuf, st.parseBuf)
 	}
 	if tokens {
-		if fastjson.ValidateBytes(st.nullBuf) == nil {
-			res.original, src = st.nullBuf, st.parseBuf
-		} else {
+		switch {
+		case fastjson.ValidateBytes(st.nullBuf) != nil:
 			tokens = false // not JSON even with them: report the input's own error
+		case tokenError(st.nullBuf) != nil:
+			// A control character the validator misses (see tokenError).
+			reason := tokenError(st.nullBuf).Error()
+			res.original = appendRawObject(st.nullBuf[:0], in)
+			st.nullBuf = res.original
+			res.requestID = keyRequestID(rec)
+			res.err = decodeErr("message is not JSON: " + reason)
+			return out, res
+		default:
+			res.original, src = st.nullBuf, st.parseBuf
 		}
 	}
 	if nestingExceeds(in, fastjson.MaxDepth) {

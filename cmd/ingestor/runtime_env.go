@@ -31,16 +31,17 @@ func applyRuntimeEnv(lookup func(string) (string, bool)) error {
 	return nil
 }
 
-// parseGOGC reads GOGC as the runtime does: a percentage, or "off" for no collection by growth.
+// parseGOGC reads GOGC as the runtime does: a percentage, or "off" (or a negative number) for
+// no collection by growth.
 func parseGOGC(v string) (int, error) {
 	if v == "off" {
 		return -1, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
+	if err != nil {
 		return 0, fmt.Errorf(`want a percentage such as 200, or "off"`)
 	}
-	return n, nil
+	return max(n, -1), nil
 }
 
 // parseMemLimit reads GOMEMLIMIT as the runtime does: bytes with an optional B, KiB, MiB, GiB
@@ -62,7 +63,7 @@ func parseMemLimit(v string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/scale {
+	if err != nil || num == "" || num[0] < '0' || num[0] > '9' || n > math.MaxInt64/scale {
 		return 0, fmt.Errorf(`want a size in bytes such as 150MiB (units B, KiB, MiB, GiB, TiB), or "off"`)
 	}
 	return n * scale, nil

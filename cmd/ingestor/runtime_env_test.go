@@ -23,7 +23,7 @@ func TestParseMemLimit(t *testing.T) {
 			t.Errorf("parseMemLimit(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "120MB", "12.5MiB", "-1", "MiB", "9999999TiB", "100 MiB"} {
+	for _, in := range []string{"", "120MB", "12.5MiB", "-1", "+100MiB", "MiB", "9999999TiB", "100 MiB"} {
 		if _, err := parseMemLimit(in); err == nil {
 			t.Errorf("parseMemLimit(%q) accepted", in)
 		}
@@ -31,12 +31,12 @@ func TestParseMemLimit(t *testing.T) {
 }
 
 func TestParseGOGC(t *testing.T) {
-	for in, want := range map[string]int{"100": 100, "400": 400, "0": 0, "off": -1} {
+	for in, want := range map[string]int{"100": 100, "400": 400, "0": 0, "off": -1, "-1": -1, "-5": -1} {
 		if got, err := parseGOGC(in); err != nil || got != want {
 			t.Errorf("parseGOGC(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "-5", "fast", "1.5"} {
+	for _, in := range []string{"", "fast", "1.5"} {
 		if _, err := parseGOGC(in); err == nil {
 			t.Errorf("parseGOGC(%q) accepted", in)
 		}

@@ -159,6 +159,13 @@ func valueName(i int) string {
 // valid until the state parses the next message.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
+// undecodable is the outcome for input that is not a JSON object the mapping
+// can read; its original is kept as {"raw": "<text>"}.
+func (st *mapState) undecodable(in []byte, rec recordMeta, reason string) mapOutcome {
+	st.nullBuf = appendRawObject(st.nullBuf[:0], in)
+	return mapOutcome{original: st.nullBuf, requestID: keyRequestID(rec), err: decodeErr(reason)}
+}
+
 // mapReading appends the line for in to out and returns it with the outcome.
 // On error or when filtered, out is returned unchanged. measure, when not nil,
 // computes the measurement from the original JSON (a configured interpolation).
@@ -173,29 +180,19 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		st.nullBuf, st.parseBuf, tokens = rewritePythonTokens(in, st.nullBuf, st.parseBuf)
 	}
 	if tokens {
-		switch {
-		case fastjson.ValidateBytes(st.nullBuf) != nil:
+		if fastjson.ValidateBytes(st.nullBuf) != nil {
 			tokens = false // not JSON even with them: report the input's own error
-		case tokenError(st.nullBuf) != nil:
+		} else if terr := tokenError(st.nullBuf); terr != nil {
 			// A control character the validator misses (see tokenError).
-			reason := tokenError(st.nullBuf).Error()
-			res.original = appendRawObject(st.nullBuf[:0], in)
-			st.nullBuf = res.original
-			res.requestID = keyRequestID(rec)
-			res.err = decodeErr("message is not JSON: " + reason)
-			return out, res
-		default:
+			return out, st.undecodable(in, rec, "message is not JSON: "+terr.Error())
+		} else {
 			res.original, src = st.nullBuf, st.parseBuf
 		}
 	}
 	if nestingExceeds(in, fastjson.MaxDepth) {
 		// Checked before validating: fastjson's validator recurses without a
 		// limit, so a megabyte of [ would cost hundreds of MB of stack.
-		res.original = appendRawObject(st.nullBuf[:0], in)
-		st.nullBuf = res.original
-		res.requestID = keyRequestID(rec)
-		res.err = decodeErr("message nests arrays and objects deeper than " + strconv.Itoa(fastjson.MaxDepth) + " levels")
-		return out, res
+		return out, st.undecodable(in, rec, "message nests arrays and objects deeper than "+strconv.Itoa(fastjson.MaxDepth)+" levels")
 	}
 	// One parse and a pass over the strings and numbers (tokenError) stand for a
 	// full validation and a parse; what they refuse is validated in full, whose
@@ -217,20 +214,12 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 				reason = terr.Error() // a control character the validator misses
 			}
 			if reason != "" {
-				res.original = appendRawObject(st.nullBuf[:0], in)
-				st.nullBuf = res.original
-				res.requestID = keyRequestID(rec)
-				res.err = decodeErr("message is not JSON: " + shortReason(reason))
-				return out, res
+				return out, st.undecodable(in, rec, "message is not JSON: "+shortReason(reason))
 			}
 		}
 	}
 	if !utf8.Valid(in) {
-		res.original = appendRawObject(st.nullBuf[:0], in)
-		st.nullBuf = res.original
-		res.requestID = keyRequestID(rec)
-		res.err = decodeErr("message is not valid UTF-8 text")
-		return out, res
+		return out, st.undecodable(in, rec, "message is not valid UTF-8 text")
 	}
 	if hasSurrogateEscape(src) {
 		if sameBytes(src, in) {
@@ -246,22 +235,14 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	}
 	if perr != nil {
 		// Valid JSON that fastjson refuses: nesting deeper than it allows.
-		res.original = appendRawObject(st.nullBuf[:0], in)
-		st.nullBuf = res.original
-		res.requestID = keyRequestID(rec)
-		res.err = decodeErr("message cannot be decoded: " + shortReason(perr.Error()))
-		return out, res
+		return out, st.undecodable(in, rec, "message cannot be decoded: "+shortReason(perr.Error()))
 	}
 	if t := root.Type(); t != fastjson.TypeObject {
-		res.original = appendRawObject(st.nullBuf[:0], in)
-		st.nullBuf = res.original
-		res.requestID = keyRequestID(rec)
 		kind := t.String()
 		if t == fastjson.TypeTrue || t == fastjson.TypeFalse {
 			kind = "boolean"
 		}
-		res.err = decodeErr("message is a JSON " + kind + ", expected an object")
-		return out, res
+		return out, st.undecodable(in, rec, "message is a JSON "+kind+", expected an object")
 	}
 
 	var requestID, timestamp, deviceID, values, labels, label, metadata *fastjson.Value

@@ -106,9 +106,9 @@ offsets are committed.
 
 At most `+"`checkpoint_limit`"+` records per partition are held between fetch and commit
 (plus one fetch); while any partition is at the limit the input stops taking fetches until
-acknowledgements come back, so memory stays bounded when the output is slow. When no broker can be reached the
-input reports itself disconnected (the `+"`/ready`"+` endpoint answers 503) and reconnects by
-itself, resuming where it was.
+acknowledgements come back, so memory stays bounded when the output is slow. When no broker
+can be reached the input reports itself disconnected (the `+"`/ready`"+` endpoint answers 503)
+and reconnects by itself, resuming where it was.
 
 ### Metadata
 

@@ -1,10 +1,12 @@
 package inputs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -277,6 +279,7 @@ type franzInput struct {
 	clientOpts   []kgo.Opt
 	group        string
 	batchPolicy  service.BatchPolicy
+	batchProcs   bool // the batching policy has processors: a batch is no longer one message per record
 	limit        int
 	commitPeriod time.Duration
 	drainWait    time.Duration
@@ -329,8 +332,9 @@ type topicPartition struct {
 }
 
 type readyBatch struct {
-	batch service.MessageBatch
-	ack   service.AckFunc
+	batch   service.MessageBatch
+	records recordBatch // the record of each message; nil when batching processors ran
+	ack     service.AckFunc
 }
 
 func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzInput, error) {
@@ -498,6 +502,11 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	if pol := in.batchPolicy; !pol.IsNoop() && pol.Period == "" && (pol.Count == 0 || pol.Count > in.limit) {
 		return nil, fmt.Errorf("field %s: without a period, count must be set and at most %s (%d): a partition holds no more records than that, so a bigger batch would never be cut", kfiFieldBatching, kfiFieldCheckpointLimit, in.limit)
 	}
+	procs, err := conf.FieldAnyList(kfiFieldBatching, "processors")
+	if err != nil {
+		return nil, err
+	}
+	in.batchProcs = len(procs) > 0
 	if in.replayNacks, err = conf.FieldBool(service.AutoRetryNacksToggleFieldName); err != nil {
 		return nil, err
 	}
@@ -553,29 +562,44 @@ func (in *franzInput) Connect(ctx context.Context) error {
 	return nil
 }
 
-// ReadBatch hands on the next batch from any partition. Ready batches are
-// returned even while the brokers are unreachable; only when there is none
-// does an outage surface as ErrNotConnected.
+// ReadBatch hands on the next batch from any partition.
 func (in *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	b, err := in.next(ctx)
+	return b.batch, b.ack, err
+}
+
+// ReadRebuildable is ReadBatch with the batch's records, from which the nack replayer builds
+// again what it must redeliver instead of copying every batch (see internal/nackreplay).
+func (in *franzInput) ReadRebuildable(ctx context.Context) (service.MessageBatch, nackreplay.Originals, service.AckFunc, error) {
+	b, err := in.next(ctx)
+	if b.records == nil {
+		return b.batch, nil, b.ack, err
+	}
+	return b.batch, b.records, b.ack, err
+}
+
+// next returns the next ready batch. Ready batches are returned even while the brokers are
+// unreachable; only when there is none does an outage surface as ErrNotConnected.
+func (in *franzInput) next(ctx context.Context) (readyBatch, error) {
 	select {
 	case b := <-in.batches:
-		return b.batch, b.ack, nil
+		return b, nil
 	default:
 	}
 	for {
 		if !in.reachable.Load() {
-			return nil, nil, service.ErrNotConnected
+			return readyBatch{}, service.ErrNotConnected
 		}
 		select {
 		case b := <-in.batches:
-			return b.batch, b.ack, nil
+			return b, nil
 		case <-in.unreachable:
 		case <-in.ended:
-			return nil, nil, service.ErrEndOfInput
+			return readyBatch{}, service.ErrEndOfInput
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return readyBatch{}, ctx.Err()
 		case <-in.ctx.Done():
-			return nil, nil, service.ErrEndOfInput
+			return readyBatch{}, service.ErrEndOfInput
 		}
 	}
 }
@@ -975,22 +999,26 @@ func (p *partitionConsumer) take() []*kgo.Record {
 func (p *partitionConsumer) run() {
 	defer close(p.done)
 	var (
-		raw  []*service.Message // the batch's messages, handed on as they are if batch processors fail
-		last *kgo.Record
+		raw     []*service.Message // the batch's messages, handed on as they are if batch processors fail
+		records recordBatch        // their records
 	)
 	flush := func() bool {
 		if len(raw) == 0 {
 			return true
 		}
 		batch, err := p.batcher.Flush(p.in.ctx)
-		if err != nil || len(batch) == 0 {
+		sent := records
+		switch {
+		case err != nil || len(batch) == 0:
 			if err != nil {
 				p.in.log.Errorf("kafka_franz: batching processors failed on topic %q partition %d, handing on the batch unprocessed: %v", p.topic, p.partition, err)
 			}
 			batch = raw
+		case p.in.batchProcs:
+			sent = nil
 		}
-		ok := p.send(batch, last, len(raw))
-		raw = nil
+		ok := p.send(batch, sent, records[len(records)-1], len(raw))
+		raw, records = nil, nil
 		return ok
 	}
 	for {
@@ -1022,7 +1050,7 @@ func (p *partitionConsumer) run() {
 			for i, r := range recs {
 				batch[i] = recordToMessage(r)
 			}
-			if !p.send(batch, recs[len(recs)-1], len(recs)) {
+			if !p.send(batch, recs, recs[len(recs)-1], len(recs)) {
 				return
 			}
 			continue
@@ -1030,7 +1058,7 @@ func (p *partitionConsumer) run() {
 		for _, r := range recs {
 			msg := recordToMessage(r)
 			raw = append(raw, msg)
-			last = r
+			records = append(records, r)
 			if p.batcher.Add(msg) {
 				if !flush() {
 					return
@@ -1041,8 +1069,8 @@ func (p *partitionConsumer) run() {
 }
 
 // send tracks a batch and hands it to ReadBatch; false means the partition
-// was stopped meanwhile.
-func (p *partitionConsumer) send(batch service.MessageBatch, last *kgo.Record, records int) bool {
+// was stopped meanwhile. origin is the record of each message, or nil.
+func (p *partitionConsumer) send(batch service.MessageBatch, origin recordBatch, last *kgo.Record, records int) bool {
 	cp := p.cp.track(kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}, records)
 	ack := func(_ context.Context, err error) error {
 		if err != nil {
@@ -1052,7 +1080,7 @@ func (p *partitionConsumer) send(batch service.MessageBatch, last *kgo.Record, r
 		return nil
 	}
 	select {
-	case p.in.batches <- readyBatch{batch: batch, ack: ack}:
+	case p.in.batches <- readyBatch{batch: batch, records: origin, ack: ack}:
 		return true
 	case <-p.stop:
 		return false
@@ -1067,6 +1095,29 @@ func (p *partitionConsumer) release(cp *checkpoint) {
 	if held := p.held.Add(-int64(freed)); held < int64(p.in.limit) && held+int64(freed) >= int64(p.in.limit) {
 		p.in.signalRoom()
 	}
+}
+
+// recordBatch is the records of a batch of one partition, in offset order, one per message.
+// As nackreplay.Originals it builds their messages again, and recognises a message by the
+// partition and offset in its metadata, which every message derived from it keeps (the
+// error record is a copy): a message whose processors removed them is not recognised, and the
+// replayer then delivers the whole batch again.
+type recordBatch []*kgo.Record
+
+func (b recordBatch) Message(i int) *service.Message { return recordToMessage(b[i]) }
+
+func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
+	topic, _ := m.MetaGetMut(kfiMetaTopic)
+	partition, _ := m.MetaGetMut(kfiMetaPartition)
+	offset, _ := m.MetaGetMut(kfiMetaOffset)
+	t, okT := topic.(string)
+	p, okP := partition.(int)
+	o, okO := offset.(int)
+	if !okT || !okP || !okO || len(b) == 0 || t != b[0].Topic || int32(p) != b[0].Partition {
+		return 0, false
+	}
+	i, found := slices.BinarySearchFunc(b, int64(o), func(r *kgo.Record, off int64) int { return cmp.Compare(r.Offset, off) })
+	return i, found
 }
 
 func recordToMessage(r *kgo.Record) *service.Message {

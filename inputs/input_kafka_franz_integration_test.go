@@ -1148,6 +1148,16 @@ func TestKafkaFranzInputRebalanceWithBatchesInFlight(t *testing.T) {
 // other one is accepted once, and nothing is acknowledged to Kafka before
 // the rejected message is accepted.
 func TestKafkaFranzInputPartialRejection(t *testing.T) {
+	testPartialRejection(t, "  batching:\n    count: 10\n")
+}
+
+// With batching processors a batch is no longer one message per record, so the replayer keeps
+// copies instead of building messages again from the records: the same guarantee holds.
+func TestKafkaFranzInputPartialRejectionWithBatchingProcessors(t *testing.T) {
+	testPartialRejection(t, "  batching:\n    count: 10\n    processors:\n      - mapping: 'root = content().uppercase()'\n")
+}
+
+func testPartialRejection(t *testing.T, batching string) {
 	const (
 		topic  = "partial"
 		group  = "g-partial"
@@ -1167,7 +1177,7 @@ func TestKafkaFranzInputPartialRejection(t *testing.T) {
 	if err := sb.SetLoggerYAML("level: warn"); err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.AddInputYAML(inputYAML(b.SeedBrokers(), topic, group, "  batching:\n    count: 10\n")); err != nil {
+	if err := sb.AddInputYAML(inputYAML(b.SeedBrokers(), topic, group, batching)); err != nil {
 		t.Fatal(err)
 	}
 	if err := sb.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
+	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
 // benchCorpus is a realistic mix of what stage 2 publishes: single and
@@ -201,6 +202,52 @@ func BenchmarkTokenCheck(b *testing.B) {
 	b.Run("fastjson.Validate", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			_ = fastjson.ValidateBytes(msgs[i%len(msgs)])
+		}
+	})
+}
+
+// generatedMessages is the stream the end-to-end harness and the demo send (internal/readinggen,
+// default options): the mapper's cost there, not on the hand-written corpus, is what the
+// end-to-end figures depend on.
+func generatedMessages(b *testing.B, n int) ([][]byte, int) {
+	gen, err := readinggen.New(1, readinggen.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([][]byte, n)
+	size := 0
+	for i := range out {
+		out[i] = gen.Next().Value
+		size += len(out[i])
+	}
+	return out, size / n
+}
+
+// BenchmarkReadingToPointMapperGenerated is BenchmarkReadingToPointMapper on the generator's
+// stream, split into the mapper's two passes over the text and the rest.
+func BenchmarkReadingToPointMapperGenerated(b *testing.B) {
+	msgs, mean := generatedMessages(b, 4096)
+	b.Logf("%d messages, %d bytes on average", len(msgs), mean)
+	b.Run("mapReading", func(b *testing.B) {
+		p := newTestReadingToPoint(b, "")
+		st := new(mapState)
+		rec := recordMeta{timestampMs: 1749996800123, hasTimestampMs: true, key: "k", hasKey: true}
+		out := make([]byte, 0, 4096)
+		cpu := startPerMessage(b)
+		for i := 0; i < b.N; i++ {
+			out, _ = p.mapper.mapReading(st, msgs[i%len(msgs)], rec, out[:0], nil)
+		}
+		reportPerMessage(b, cpu, b.N)
+	})
+	b.Run("parse", func(b *testing.B) {
+		var p fastjson.Parser
+		for i := 0; i < b.N; i++ {
+			_, _ = p.ParseBytes(msgs[i%len(msgs)])
+		}
+	})
+	b.Run("tokenError", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			_ = tokenError(msgs[i%len(msgs)])
 		}
 	})
 }

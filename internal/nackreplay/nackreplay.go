@@ -8,17 +8,24 @@
 // original batch is then acknowledged with messages never delivered. Measured here: with the
 // error topic refusing writes for 8 s, 44 of 80 error records were lost that way.
 //
-// This replayer tags every (re)delivery with a fresh index, so a rejection always maps onto
-// the batch actually sent. It retries only the messages a rejection names when it names every
-// failure; when some failures cannot be traced to a message (a plain error, or messages
-// derived beyond recognition) it redelivers the whole batch, which is safe for this pipeline:
-// rewriting a point is harmless and error records are counted per source.
+// This replayer maps a rejection through the messages it names, each recognised as derived from
+// one message of the child's batch (Originals.IndexOf), so a rejection always maps onto the
+// batch read from the child whatever subset was sent. It retries only the messages a rejection
+// names when it names every failure; when some failures cannot be traced to a message (a plain
+// error, or messages derived beyond recognition) it redelivers the whole batch, which is safe
+// for this pipeline: rewriting a point is harmless and error records are counted per source.
+//
+// A child that can build its messages again (Rebuildable, as the Kafka input does from its
+// records) has its batches handed on as they are, and only what must be delivered again is
+// built afresh. Any other child's batch is kept untouched and every delivery gets copies: the
+// pipeline mutates what it is given, and a copy's metadata is cloned on its first change, which
+// costs on every message what the rebuild costs only on the rare rejection.
 package nackreplay
 
 import (
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +39,24 @@ const (
 	firstBackoff   = 100 * time.Millisecond
 	maxBackoff     = 5 * time.Second
 )
+
+// Rebuildable is a child whose batches can be built again from their source.
+type Rebuildable interface {
+	service.BatchInput
+	// ReadRebuildable is ReadBatch that also returns the originals of the batch, or nil when
+	// this batch cannot be built again (it is then copied like any other child's).
+	ReadRebuildable(ctx context.Context) (service.MessageBatch, Originals, service.AckFunc, error)
+}
+
+// Originals are the messages of one batch as the child read them.
+type Originals interface {
+	// Message returns a fresh message i of the batch, unchanged by anything done to the
+	// messages delivered before.
+	Message(i int) *service.Message
+	// IndexOf returns which message of the batch m is, or was derived from by the pipeline;
+	// false when m does not tell.
+	IndexOf(m *service.Message) (int, bool)
+}
 
 // Input is a service.BatchInput that replays nacked batches.
 type Input struct {
@@ -51,15 +76,46 @@ type Input struct {
 
 // delivery is one batch read from the child, with what is left of it to deliver.
 type delivery struct {
-	remaining service.MessageBatch // the messages still to deliver, as read from the child
+	originals Originals
+	handOver  service.MessageBatch // the child's own messages, until their first delivery
+	pending   []int                // positions in the child's batch still to deliver, ascending
 	ack       service.AckFunc      // the child's acknowledgement for the whole batch
 	tries     int
 }
 
+func newDelivery(res readResult) *delivery {
+	d := &delivery{originals: res.originals, handOver: res.batch, ack: res.ack}
+	if d.originals == nil {
+		d.originals, d.handOver = copies(res.batch), nil
+	}
+	d.pending = make([]int, len(res.batch))
+	for i := range d.pending {
+		d.pending[i] = i
+	}
+	return d
+}
+
 type readResult struct {
-	batch service.MessageBatch
-	ack   service.AckFunc
-	err   error
+	batch     service.MessageBatch
+	originals Originals
+	ack       service.AckFunc
+	err       error
+}
+
+// copies are the originals of a batch its child cannot build again: the batch is kept as read
+// and each delivery gets copies, which carry their position in their context.
+type copies service.MessageBatch
+
+type positionKey struct{}
+
+func (c copies) Message(i int) *service.Message {
+	m := c[i].Copy()
+	return m.WithContext(context.WithValue(m.Context(), positionKey{}, i))
+}
+
+func (c copies) IndexOf(m *service.Message) (int, bool) {
+	i, ok := m.Context().Value(positionKey{}).(int)
+	return i, ok && i >= 0 && i < len(c)
 }
 
 // Wrap returns child with nack replay.
@@ -114,8 +170,13 @@ func (r *Input) ReadBatch(ctx context.Context) (service.MessageBatch, service.Ac
 		if !ended && !r.reading {
 			r.reading = true
 			go func() {
-				b, ack, err := r.child.ReadBatch(r.readCtx)
-				r.reads <- readResult{b, ack, err}
+				var res readResult
+				if rb, ok := r.child.(Rebuildable); ok {
+					res.batch, res.originals, res.ack, res.err = rb.ReadRebuildable(r.readCtx)
+				} else {
+					res.batch, res.ack, res.err = r.child.ReadBatch(r.readCtx)
+				}
+				r.reads <- res
 			}()
 		}
 		select {
@@ -133,7 +194,7 @@ func (r *Input) ReadBatch(ctx context.Context) (service.MessageBatch, service.Ac
 			r.mu.Lock()
 			r.inFlight++
 			r.mu.Unlock()
-			return r.deliver(&delivery{remaining: res.batch, ack: res.ack})
+			return r.deliver(newDelivery(res))
 		case <-r.wake:
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
@@ -141,19 +202,27 @@ func (r *Input) ReadBatch(ctx context.Context) (service.MessageBatch, service.Ac
 	}
 }
 
-// deliver sends a copy of what remains of d, indexed afresh so that its rejection maps back.
+// deliver sends what remains of d: the child's own messages the first time if it can build
+// them again, fresh originals otherwise.
 func (r *Input) deliver(d *delivery) (service.MessageBatch, service.AckFunc, error) {
-	sent := d.remaining.Copy()
-	index := sent.Index()
+	sent := d.handOver
+	d.handOver = nil
+	if sent == nil {
+		sent = make(service.MessageBatch, len(d.pending))
+		for k, i := range d.pending {
+			sent[k] = d.originals.Message(i)
+		}
+	}
+	pending := d.pending
 	var once sync.Once
 	return sent, func(ctx context.Context, err error) error {
 		var out error
-		once.Do(func() { out = r.acked(ctx, d, index, len(sent), err) })
+		once.Do(func() { out = r.acked(ctx, d, pending, err) })
 		return out
 	}, nil
 }
 
-func (r *Input) acked(ctx context.Context, d *delivery, index *service.Indexer, sent int, err error) error {
+func (r *Input) acked(ctx context.Context, d *delivery, sent []int, err error) error {
 	if err == nil {
 		r.mu.Lock()
 		r.inFlight--
@@ -161,7 +230,7 @@ func (r *Input) acked(ctx context.Context, d *delivery, index *service.Indexer, 
 		r.signal()
 		return d.ack(ctx, nil)
 	}
-	d.remaining = failedOf(d.remaining, index, sent, err)
+	d.pending = failedOf(sent, d.originals, err)
 	d.tries++
 	r.requeue(d)
 	return nil
@@ -181,34 +250,40 @@ func (r *Input) signal() {
 	}
 }
 
-// failedOf returns the messages of batch a rejection names, or all of batch when the
-// rejection does not name every failure.
-func failedOf(batch service.MessageBatch, index *service.Indexer, sent int, err error) service.MessageBatch {
+// failedOf returns the positions among sent (ascending) of the messages a rejection names, or
+// all of sent when the rejection does not name every failure.
+func failedOf(sent []int, originals Originals, err error) []int {
 	var bErr *service.BatchError
 	if !errors.As(err, &bErr) || bErr.IndexedErrors() == 0 {
-		return batch
+		return sent
 	}
 	failed := map[int]struct{}{}
-	bErr.WalkMessagesIndexedBy(index, func(i int, _ *service.Message, e error) bool {
-		if e != nil && i >= 0 && i < sent {
-			failed[i] = struct{}{}
+	traced := true
+	// WalkMessages is deprecated because its indexes are those of the rejected batch, not of
+	// any batch the caller knows; they are not used here: each message is recognised by the
+	// originals themselves.
+	bErr.WalkMessages(func(_ int, m *service.Message, e error) bool {
+		if e == nil {
+			return true
 		}
+		i, ok := originals.IndexOf(m)
+		if _, wasSent := slices.BinarySearch(sent, i); !ok || !wasSent {
+			traced = false
+			return false
+		}
+		failed[i] = struct{}{}
 		return true
 	})
-	// Fewer traced failures than the rejection holds means some could not be traced (or one
-	// message was split into several): redeliver everything rather than guess.
-	if len(failed) == 0 || len(failed) < bErr.IndexedErrors() {
-		return batch
+	// Fewer traced failures than the rejection holds means one message was split into
+	// several: redeliver everything rather than guess.
+	if !traced || len(failed) < bErr.IndexedErrors() {
+		return sent
 	}
-	idx := make([]int, 0, len(failed))
+	out := make([]int, 0, len(failed))
 	for i := range failed {
-		idx = append(idx, i)
+		out = append(out, i)
 	}
-	sort.Ints(idx)
-	out := make(service.MessageBatch, 0, len(idx))
-	for _, i := range idx {
-		out = append(out, batch[i])
-	}
+	slices.Sort(out)
 	return out
 }
 

@@ -183,3 +183,111 @@ func TestSecondRejectionMapsOntoTheSubsetSent(t *testing.T) {
 		t.Fatalf("after rejecting b of b,d,f the redelivery is %q, want b", got)
 	}
 }
+
+// rebuildableInput is a child that builds its messages from source strings, as the Kafka input
+// builds them from its records: each message carries its source position as metadata.
+type rebuildableInput struct {
+	scriptedInput
+	sources [][]string
+	built   int // messages built by Message, i.e. for redeliveries
+}
+
+func newRebuildable(batches ...[]string) *rebuildableInput {
+	return &rebuildableInput{scriptedInput: *newScripted(batches...), sources: batches}
+}
+
+type sourceBatch struct {
+	child *rebuildableInput
+	src   []string
+}
+
+func (s sourceBatch) Message(i int) *service.Message {
+	s.child.built++
+	m := service.NewMessage([]byte(s.src[i]))
+	m.MetaSetMut("position", i)
+	return m
+}
+
+func (s sourceBatch) IndexOf(m *service.Message) (int, bool) {
+	v, _ := m.MetaGetMut("position")
+	i, ok := v.(int)
+	return i, ok
+}
+
+func (c *rebuildableInput) ReadRebuildable(ctx context.Context) (service.MessageBatch, Originals, service.AckFunc, error) {
+	b, ack, err := c.ReadBatch(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	src := c.sources[0]
+	c.sources = c.sources[1:]
+	for i, m := range b {
+		m.MetaSetMut("position", i)
+	}
+	return b, sourceBatch{c, src}, ack, nil
+}
+
+// A child that can build its messages again has them handed on as they are, without a copy;
+// a rejection is traced through what the pipeline derived from them, and only the rejected
+// messages are built again, unprocessed.
+func TestRebuildableChildIsHandedOnAndRebuiltOnRejection(t *testing.T) {
+	child := newRebuildable([]string{"a", "b", "c", "d"})
+	child.mu.Lock()
+	own := append(service.MessageBatch(nil), child.batches[0]...)
+	child.mu.Unlock()
+	r := Wrap(child)
+	ctx := context.Background()
+
+	b, ack := read(t, r)
+	for i := range b {
+		if b[i] != own[i] {
+			t.Fatalf("message %d of the first delivery is not the child's own message", i)
+		}
+	}
+	// The pipeline mutates what it is given, and the output rejects error records derived
+	// from two of the messages.
+	derived := service.MessageBatch{}
+	for _, m := range b {
+		c, _ := m.AsBytes()
+		m.SetBytes([]byte("processed-" + string(c)))
+		derived = append(derived, m.Copy())
+	}
+	boom := errors.New("refused")
+	_ = ack(ctx, service.NewBatchError(derived, boom).Failed(0, boom).Failed(2, boom))
+
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "a,c" {
+		t.Fatalf("redelivery %q, want a,c unprocessed", got)
+	}
+	if child.built != 2 {
+		t.Fatalf("%d messages built for the redelivery, want 2", child.built)
+	}
+	_ = ack(ctx, service.NewBatchError(b, boom).Failed(1, boom))
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "c" {
+		t.Fatalf("second redelivery %q, want c", got)
+	}
+	_ = ack(ctx, nil)
+	if err, done := child.acks["a"]; !done || err != nil {
+		t.Fatalf("child ack after full delivery: done=%v err=%v", done, err)
+	}
+}
+
+// A rejection naming a message that was not in the delivery it rejects (here one delivered
+// and acknowledged before) cannot be traced: everything sent is delivered again.
+func TestRejectionOfAMessageNotSentRedeliversWhatWasSent(t *testing.T) {
+	r := Wrap(newRebuildable([]string{"a", "b", "c"}))
+	ctx := context.Background()
+	boom := errors.New("refused")
+	first, ack := read(t, r)
+	_ = ack(ctx, service.NewBatchError(first, boom).Failed(1, boom).Failed(2, boom))
+	b, ack := read(t, r)
+	if got := contents(t, b); got != "b,c" {
+		t.Fatalf("redelivery %q, want b,c", got)
+	}
+	_ = ack(ctx, service.NewBatchError(first, boom).Failed(0, boom))
+	b, _ = read(t, r)
+	if got := contents(t, b); got != "b,c" {
+		t.Fatalf("after a rejection naming a, which was not sent: %q, want b,c", got)
+	}
+}

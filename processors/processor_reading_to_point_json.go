@@ -2,8 +2,10 @@ package processors
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -286,6 +288,30 @@ var stringStop = func() (t [256]bool) {
 	return t
 }()
 
+// What a byte outside a string begins, for tokenError.
+const (
+	tokInvalid byte = iota
+	tokSkip         // structure or whitespace: the parser has checked their place
+	tokString
+	tokNumber
+	tokTrue
+	tokFalse
+	tokNull
+)
+
+var tokenStart = func() (t [256]byte) {
+	for _, c := range "{}[]:, \t\n\r" {
+		t[c] = tokSkip
+	}
+	t['"'] = tokString
+	t['-'] = tokNumber
+	for c := '0'; c <= '9'; c++ {
+		t[c] = tokNumber
+	}
+	t['t'], t['f'], t['n'] = tokTrue, tokFalse, tokNull
+	return t
+}()
+
 // tokenError checks the strings and numbers of b, which fastjson's parser has
 // accepted, and returns what in them is not JSON, or nil. The parser checks the
 // structure and the literals true, false and null, but not what is inside a
@@ -296,13 +322,13 @@ var stringStop = func() (t [256]bool) {
 // Python's json.loads refuses both.
 func tokenError(b []byte) error {
 	for i := 0; i < len(b); {
-		switch c := b[i]; {
-		case c == '"':
+		switch tokenStart[b[i]] {
+		case tokSkip:
+			i++
+		case tokString:
 			i++
 			for {
-				for i < len(b) && !stringStop[b[i]] {
-					i++
-				}
+				i = plainEnd(b, i)
 				if i >= len(b) {
 					return errors.New("string has no closing quote")
 				}
@@ -329,35 +355,58 @@ func tokenError(b []byte) error {
 					return fmt.Errorf(`unknown escape sequence \%c`, b[i+1])
 				}
 			}
-		case c == '-' || (c >= '0' && c <= '9'):
+		case tokNumber:
 			end, ok := numberEnd(b, i)
 			if !ok {
 				return fmt.Errorf("invalid number at byte %d", i)
 			}
 			i = end
-		case c == 't':
+		case tokTrue:
 			if !bytes.HasPrefix(b[i:], []byte("true")) {
 				return fmt.Errorf("unexpected value at byte %d", i)
 			}
 			i += 4
-		case c == 'f':
+		case tokFalse:
 			if !bytes.HasPrefix(b[i:], []byte("false")) {
 				return fmt.Errorf("unexpected value at byte %d", i)
 			}
 			i += 5
-		case c == 'n':
+		case tokNull:
 			if !bytes.HasPrefix(b[i:], []byte("null")) {
 				return fmt.Errorf("unexpected value at byte %d", i)
 			}
 			i += 4
-		case c == '{' || c == '}' || c == '[' || c == ']' || c == ':' || c == ',' ||
-			c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			i++
 		default:
-			return fmt.Errorf("unexpected character %q at byte %d", c, i)
+			return fmt.Errorf("unexpected character %q at byte %d", b[i], i)
 		}
 	}
 	return nil
+}
+
+// plainEnd returns where the run of plain string characters from b[i] ends: at
+// the first byte stringStop marks, or len(b). It tests eight bytes at a time
+// for a byte below 0x20, a quote or a backslash: with the table of token
+// starts, this takes about a third off the token check on the generator's
+// stream (BenchmarkReadingToPointMapperGenerated/tokenError).
+func plainEnd(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (ones * '"')
+		s := x ^ (ones * '\\')
+		// Each term sets the high bit of a byte that is below 0x20, zero after
+		// the xor with a quote, or zero after the xor with a backslash; a term
+		// can also mark bytes above the first marked one (a borrow), never below,
+		// so the lowest mark is exact.
+		if m := (((x - ones*0x20) &^ x) | ((q - ones) &^ q) | ((s - ones) &^ s)) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		i += 8
+	}
+	for i < len(b) && !stringStop[b[i]] {
+		i++
+	}
+	return i
 }
 
 // numberEnd returns where the JSON number starting at b[i] ends, and false when

@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -55,4 +56,53 @@ func TestControlCharBeforeEscapeIsNotJSON(t *testing.T) {
 	if err := tokenError(in); err == nil || err.Error() != "string cannot contain control char 0x17" {
 		t.Errorf("tokenError = %v", err)
 	}
+}
+
+// plainEnd reads eight bytes at a time; it must stop exactly where a byte-by-byte scan stops,
+// whatever the position of the stop in the word and whatever surrounds it (bytes just above
+// 0x20, and bytes that are a quote or a backslash with the high bit set).
+func TestPlainEndMatchesBytewiseScan(t *testing.T) {
+	bytewise := func(b []byte, i int) int {
+		for i < len(b) && !stringStop[b[i]] {
+			i++
+		}
+		return i
+	}
+	fillers := []byte{'a', 0x20, 0x21, 0x7f, 0x80, 0xa2, 0xdc, 0xff}
+	stops := []byte{0x00, 0x01, 0x1f, '"', '\\', 'x'} // 'x': no stop at all
+	for n := 0; n <= 27; n++ {
+		for _, fill := range fillers {
+			for _, stop := range stops {
+				for p := 0; p < n; p++ {
+					b := bytes.Repeat([]byte{fill}, n)
+					b[p] = stop
+					if p+1 < n {
+						b[p+1] = '"' // a second stop right after the first
+					}
+					for start := 0; start <= min(n, 9); start++ {
+						if got, want := plainEnd(b, start), bytewise(b, start); got != want {
+							t.Fatalf("plainEnd(% x, %d) = %d, want %d", b, start, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func FuzzPlainEnd(f *testing.F) {
+	f.Add([]byte("abcdefgh\"ijklmnop"), 0)
+	f.Add([]byte("\xa2\xdc\x9f\x20\x21abcdefg\\"), 1)
+	f.Fuzz(func(t *testing.T, b []byte, start int) {
+		if start < 0 || start > len(b) {
+			return
+		}
+		want := start
+		for want < len(b) && !stringStop[b[want]] {
+			want++
+		}
+		if got := plainEnd(b, start); got != want {
+			t.Fatalf("plainEnd(%q, %d) = %d, want %d", b, start, got, want)
+		}
+	})
 }

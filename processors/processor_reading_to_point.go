@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,7 +226,7 @@ func newReadingToPoint(conf *service.ParsedConfig, mgr *service.Resources) (*rea
 		mRejected:   mgr.Metrics().NewCounter(rtpMetricRejected, "kind"),
 		mNonFinite:  mgr.Metrics().NewCounter(rtpMetricNonFinite),
 	}
-	p.states.New = func() any { return new(mapState) }
+	p.states.New = func() any { return new(batchState) }
 	return p, nil
 }
 
@@ -352,24 +353,34 @@ type rtpSpan struct {
 	err                *mappingError
 }
 
+// batchState is what ProcessBatch reuses from one batch to the next: the
+// mapping state, and the buffers a batch's results are built in before they are
+// copied out at their exact size. A line is about a fifth of its JSON, so no
+// estimate made up front fits well; and a large buffer that is allocated is
+// also zeroed, and counts towards the next garbage collection while its batch
+// is in flight.
+type batchState struct {
+	mapState
+	lines []byte    // the lines of the batch's points
+	meta  []byte    // the request ids, and the originals that had to be re-encoded
+	spans []rtpSpan // where each message's results are in lines and meta
+}
+
 // ProcessBatch maps every message of the batch. Lines go into one buffer and
 // the metadata text into one string, so a batch costs a few allocations
 // whatever its size, besides the engine's per-message metadata entries.
 func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
-	st := p.states.Get().(*mapState)
-	defer p.states.Put(st)
-
-	total := 0
-	for _, msg := range batch {
-		if b, err := msg.AsBytes(); err == nil {
-			total += len(b)
-		}
-	}
-	// A line is usually shorter than its JSON; the metadata buffer holds the
-	// request ids and the originals that had to be re-encoded.
-	lines := make([]byte, 0, total/2+64*len(batch))
-	meta := make([]byte, 0, 48*len(batch))
-	spans := make([]rtpSpan, len(batch))
+	bs := p.states.Get().(*batchState)
+	defer p.states.Put(bs)
+	st := &bs.mapState
+	lines, meta := bs.lines[:0], bs.meta[:0]
+	spans := slices.Grow(bs.spans[:0], len(batch))[:len(batch)]
+	defer func() {
+		// Kept for the next batch, without what they point to.
+		bs.lines, bs.meta = lines, meta
+		clear(spans)
+		bs.spans = spans
+	}()
 
 	for i, msg := range batch {
 		sp := &spans[i]
@@ -408,6 +419,7 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 	}
 
 	metaText := string(meta)
+	lineText := bytes.Clone(lines)
 	out := make(service.MessageBatch, 0, len(batch))
 	var mapped, filtered, decodeErrs, validationErrs, nonFinite int64
 	for i, msg := range batch {
@@ -437,7 +449,7 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 			filtered++
 		default:
 			mapped++
-			msg.SetBytes(lines[sp.lineStart:sp.lineEnd:sp.lineEnd])
+			msg.SetBytes(lineText[sp.lineStart:sp.lineEnd:sp.lineEnd])
 			out = append(out, msg)
 		}
 	}

@@ -402,9 +402,33 @@ func TestReadingToPointBatch(t *testing.T) {
 
 	// A batch whose messages are all filtered returns no batch: acknowledged.
 	m := service.NewMessage([]byte(`{"device_id":"d","values":[NaN],"timestamp":"2025-06-08T18:27:17"}`))
+	first := out[0]
 	out, err = p.ProcessBatch(context.Background(), service.MessageBatch{m})
 	if err != nil || len(out) != 0 {
 		t.Fatalf("all-filtered batch: got %v, %v; want no batch", out, err)
+	}
+
+	// The buffers a batch is built in are reused by the next ones: what an earlier batch
+	// handed on must not change.
+	for i := 0; i < 3; i++ {
+		next := service.MessageBatch{
+			service.NewMessage([]byte(`{"request_id":"zzzzzzzz","device_id":"other","values":["text that is long"],"timestamp":"2025-06-08T18:27:18"}`)),
+			service.NewMessage([]byte(`[1, 2, 3, 4, 5, 6, 7, 8, 9]`)),
+		}
+		if _, err := p.ProcessBatch(context.Background(), next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range first {
+		if b, _ := m.AsBytes(); string(b) != want[i] {
+			t.Errorf("after later batches, message %d is %q, want %q", i, b, want[i])
+		}
+	}
+	if id, _ := first[0].MetaGet(rtpMetaRequestID); id != "a" {
+		t.Errorf("after later batches, request id of the first message: %q", id)
+	}
+	if orig, _ := first[1].MetaGet(rtpMetaOriginal); orig != `{"raw":"not json"}` {
+		t.Errorf("after later batches, original of the rejected message: %q", orig)
 	}
 }
 

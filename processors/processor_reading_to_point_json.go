@@ -37,54 +37,56 @@ func hasPythonTokens(b []byte) bool {
 // left alone so that the strict validation that follows still rejects it.
 func rewritePythonTokens(in, asNull, forParse []byte) (nullOut, parseOut []byte, found bool) {
 	nullOut, parseOut = asNull[:0], forParse[:0]
+	copied := 0 // in[:copied] is in both outputs
 	inString := false
 	for i := 0; i < len(in); i++ {
 		c := in[i]
 		if inString {
-			if c == '\\' && i+1 < len(in) {
-				nullOut = append(nullOut, c, in[i+1])
-				parseOut = append(parseOut, c, in[i+1])
+			switch c {
+			case '\\':
 				i++
-				continue
-			}
-			if c == '"' {
+			case '"':
 				inString = false
 			}
-			nullOut = append(nullOut, c)
-			parseOut = append(parseOut, c)
 			continue
 		}
 		if c == '"' {
 			inString = true
+			continue
 		}
-		if c == 'N' || c == 'I' || c == '-' {
-			var tok []byte
-			switch {
-			case bytes.HasPrefix(in[i:], tokNaN):
-				tok = tokNaN
-			case bytes.HasPrefix(in[i:], tokInf):
-				tok = tokInf
-			case bytes.HasPrefix(in[i:], tokNegInf):
-				tok = tokNegInf
-			}
-			if tok != nil && tokenBoundary(in, i-1) && tokenBoundary(in, i+len(tok)) {
-				nullOut = append(nullOut, "null"...)
-				switch len(tok) {
-				case len(tokNaN):
-					parseOut = append(parseOut, "NaN"...)
-				case len(tokInf):
-					parseOut = append(parseOut, "Inf     "...)
-				default:
-					parseOut = append(parseOut, "-Inf     "...)
-				}
-				i += len(tok) - 1
-				found = true
-				continue
-			}
+		if c != 'N' && c != 'I' && c != '-' {
+			continue
 		}
-		nullOut = append(nullOut, c)
-		parseOut = append(parseOut, c)
+		var tok []byte
+		switch {
+		case bytes.HasPrefix(in[i:], tokNaN):
+			tok = tokNaN
+		case bytes.HasPrefix(in[i:], tokInf):
+			tok = tokInf
+		case bytes.HasPrefix(in[i:], tokNegInf):
+			tok = tokNegInf
+		default:
+			continue
+		}
+		if !tokenBoundary(in, i-1) || !tokenBoundary(in, i+len(tok)) {
+			continue
+		}
+		nullOut = append(append(nullOut, in[copied:i]...), "null"...)
+		parseOut = append(parseOut, in[copied:i]...)
+		switch len(tok) {
+		case len(tokNaN):
+			parseOut = append(parseOut, "NaN"...)
+		case len(tokInf):
+			parseOut = append(parseOut, "Inf     "...)
+		default:
+			parseOut = append(parseOut, "-Inf     "...)
+		}
+		i += len(tok) - 1
+		copied = i + 1
+		found = true
 	}
+	nullOut = append(nullOut, in[copied:]...)
+	parseOut = append(parseOut, in[copied:]...)
 	return nullOut, parseOut, found
 }
 
@@ -321,6 +323,27 @@ var tokenStart = func() (t [256]byte) {
 // a control character followed by an escape in the same string ("\x17\b"):
 // Python's json.loads refuses both.
 func tokenError(b []byte) error {
+	return scanText(b, false).err
+}
+
+// textScan is what the token check of a message finds, beside its error: what
+// the mapping would otherwise look for in passes of its own. Each finding
+// covers the text before err; all of it only when err is nil.
+type textScan struct {
+	err error // what in the strings and numbers is not JSON (see tokenError)
+	// python: a NaN, Infinity or -Infinity token stands where a value may, as
+	// rewritePythonTokens finds them (scanned as values only when asked).
+	python bool
+	// surrogate: a string holds a \uD... escape (hasSurrogateEscape finds them,
+	// and also text that only looks like one).
+	surrogate bool
+}
+
+// scanText checks the tokens of b in one pass (see tokenError), taking the
+// Python tokens as values when python is set, and notes what textScan holds.
+func scanText(b []byte, python bool) textScan {
+	sawPython, surrogate := false, false
+	fail := func(err error) textScan { return textScan{err: err, python: sawPython, surrogate: surrogate} }
 	for i := 0; i < len(b); {
 		switch tokenStart[b[i]] {
 		case tokSkip:
@@ -330,10 +353,10 @@ func tokenError(b []byte) error {
 			for {
 				i = plainEnd(b, i)
 				if i >= len(b) {
-					return errors.New("string has no closing quote")
+					return fail(errors.New("string has no closing quote"))
 				}
 				if b[i] < 0x20 {
-					return fmt.Errorf("string cannot contain control char 0x%02X", b[i])
+					return fail(fmt.Errorf("string cannot contain control char 0x%02X", b[i]))
 				}
 				if b[i] == '"' {
 					i++
@@ -341,46 +364,77 @@ func tokenError(b []byte) error {
 				}
 				// An escape: \" \\ \/ \b \f \n \r \t or \u and four hex digits.
 				if i+1 >= len(b) {
-					return errors.New("string ends in an escape")
+					return fail(errors.New("string ends in an escape"))
 				}
 				switch b[i+1] {
 				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 					i += 2
 				case 'u':
 					if i+6 > len(b) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-						return errors.New(`invalid escape sequence \u: want four hex digits`)
+						return fail(errors.New(`invalid escape sequence \u: want four hex digits`))
+					}
+					if b[i+2]|0x20 == 'd' {
+						surrogate = true
 					}
 					i += 6
 				default:
-					return fmt.Errorf(`unknown escape sequence \%c`, b[i+1])
+					return fail(fmt.Errorf(`unknown escape sequence \%c`, b[i+1]))
 				}
 			}
 		case tokNumber:
+			if python && b[i] == '-' {
+				if n := pythonToken(b, i); n > 0 {
+					sawPython = true
+					i += n
+					continue
+				}
+			}
 			end, ok := numberEnd(b, i)
 			if !ok {
-				return fmt.Errorf("invalid number at byte %d", i)
+				return fail(fmt.Errorf("invalid number at byte %d", i))
 			}
 			i = end
 		case tokTrue:
 			if !bytes.HasPrefix(b[i:], []byte("true")) {
-				return fmt.Errorf("unexpected value at byte %d", i)
+				return fail(fmt.Errorf("unexpected value at byte %d", i))
 			}
 			i += 4
 		case tokFalse:
 			if !bytes.HasPrefix(b[i:], []byte("false")) {
-				return fmt.Errorf("unexpected value at byte %d", i)
+				return fail(fmt.Errorf("unexpected value at byte %d", i))
 			}
 			i += 5
 		case tokNull:
 			if !bytes.HasPrefix(b[i:], []byte("null")) {
-				return fmt.Errorf("unexpected value at byte %d", i)
+				return fail(fmt.Errorf("unexpected value at byte %d", i))
 			}
 			i += 4
 		default:
-			return fmt.Errorf("unexpected character %q at byte %d", b[i], i)
+			if python {
+				if n := pythonToken(b, i); n > 0 {
+					sawPython = true
+					i += n
+					continue
+				}
+			}
+			return fail(fmt.Errorf("unexpected character %q at byte %d", b[i], i))
 		}
 	}
-	return nil
+	return textScan{python: sawPython, surrogate: surrogate}
+}
+
+// pythonToken returns the length of the Python token at b[i] if there is one
+// that rewritePythonTokens would replace, else 0.
+func pythonToken(b []byte, i int) int {
+	for _, tok := range [...][]byte{tokNaN, tokInf, tokNegInf} {
+		if bytes.HasPrefix(b[i:], tok) {
+			if tokenBoundary(b, i-1) && tokenBoundary(b, i+len(tok)) {
+				return len(tok)
+			}
+			return 0
+		}
+	}
+	return 0
 }
 
 // plainEnd returns where the run of plain string characters from b[i] ends: at

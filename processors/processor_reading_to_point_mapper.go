@@ -173,10 +173,16 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	var res mapOutcome
 	src := in
 	res.original = in
-	// The Python tokens are looked for first: a failed validation costs more
-	// (fastjson builds its error text) than this scan, and they are common.
+	// One pass over the text checks its tokens and finds what else the mapping
+	// looks for. Where it stopped at an error, its findings cover only the text
+	// before, and the dedicated checks run instead.
+	scan := scanText(in, true)
+	clean := scan.err == nil && !scan.python
+	// A message with Python tokens is rewritten before it is validated: they
+	// are common, and a failed validation costs more (fastjson builds its error
+	// text) than the rewrite.
 	tokens := false
-	if hasPythonTokens(in) {
+	if scan.python || (scan.err != nil && hasPythonTokens(in)) {
 		st.nullBuf, st.parseBuf, tokens = rewritePythonTokens(in, st.nullBuf, st.parseBuf)
 	}
 	if tokens {
@@ -201,8 +207,12 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	if !tokens {
 		parsed, perr := st.parser.ParseBytes(in)
 		var terr error
-		if perr == nil {
-			terr = tokenError(in)
+		switch {
+		case perr != nil:
+		case scan.python:
+			terr = tokenError(in) // the Python tokens were not JSON after all
+		default:
+			terr = scan.err
 		}
 		if perr == nil && terr == nil {
 			root = parsed
@@ -221,7 +231,7 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	if !utf8.Valid(in) {
 		return out, st.undecodable(in, rec, "message is not valid UTF-8 text")
 	}
-	if hasSurrogateEscape(src) {
+	if (clean && scan.surrogate) || (!clean && hasSurrogateEscape(src)) {
 		if sameBytes(src, in) {
 			st.parseBuf = append(st.parseBuf[:0], in...)
 			src = st.parseBuf

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dustin/go-humanize"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -861,6 +862,7 @@ func (in *franzInput) partitionFor(cl *kgo.Client, topic string, partition int32
 		in:        in,
 		client:    cl,
 		topic:     topic,
+		topicMeta: topic,
 		partition: partition,
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -943,6 +945,7 @@ type partitionConsumer struct {
 	in        *franzInput
 	client    *kgo.Client
 	topic     string
+	topicMeta any // topic, boxed once for the metadata of every message
 	partition int32
 	batcher   *service.Batcher // nil: one batch per fetch
 	cp        checkpointer
@@ -1048,7 +1051,7 @@ func (p *partitionConsumer) run() {
 		if p.batcher == nil {
 			batch := make(service.MessageBatch, len(recs))
 			for i, r := range recs {
-				batch[i] = recordToMessage(r)
+				batch[i] = recordToMessage(r, p.topicMeta)
 			}
 			if !p.send(batch, recs, recs[len(recs)-1], len(recs)) {
 				return
@@ -1056,7 +1059,7 @@ func (p *partitionConsumer) run() {
 			continue
 		}
 		for _, r := range recs {
-			msg := recordToMessage(r)
+			msg := recordToMessage(r, p.topicMeta)
 			raw = append(raw, msg)
 			records = append(records, r)
 			if p.batcher.Add(msg) {
@@ -1104,7 +1107,7 @@ func (p *partitionConsumer) release(cp *checkpoint) {
 // replayer then delivers the whole batch again.
 type recordBatch []*kgo.Record
 
-func (b recordBatch) Message(i int) *service.Message { return recordToMessage(b[i]) }
+func (b recordBatch) Message(i int) *service.Message { return recordToMessage(b[i], b[i].Topic) }
 
 func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
 	topic, _ := m.MetaGetMut(kfiMetaTopic)
@@ -1120,10 +1123,14 @@ func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
 	return i, found
 }
 
-func recordToMessage(r *kgo.Record) *service.Message {
+// recordToMessage builds the message of r. topic is r.Topic as metadata: a partition's consumer
+// boxes it once, since metadata values are held as `any` and boxing a string allocates. The key
+// is not copied: like the value, which is the message's content, it is a view of the fetched
+// batch, which the client allocates afresh for each fetch and never writes again.
+func recordToMessage(r *kgo.Record, topic any) *service.Message {
 	msg := service.NewMessage(r.Value)
-	msg.MetaSetMut(kfiMetaKey, string(r.Key))
-	msg.MetaSetMut(kfiMetaTopic, r.Topic)
+	msg.MetaSetMut(kfiMetaKey, unsafe.String(unsafe.SliceData(r.Key), len(r.Key)))
+	msg.MetaSetMut(kfiMetaTopic, topic)
 	msg.MetaSetMut(kfiMetaPartition, int(r.Partition))
 	msg.MetaSetMut(kfiMetaOffset, int(r.Offset))
 	msg.MetaSetMut(kfiMetaTimestampUnix, r.Timestamp.Unix())

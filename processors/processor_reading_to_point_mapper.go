@@ -155,6 +155,17 @@ func valueName(i int) string {
 	return "value_" + strconv.Itoa(i)
 }
 
+// isIntegerText reports whether a number's text has neither a fraction nor an
+// exponent (a loop: strings.IndexAny builds its set of bytes on every call).
+func isIntegerText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '.' || c == 'e' || c == 'E' {
+			return false
+		}
+	}
+	return true
+}
+
 // b2s views parser-owned bytes as a string without copying; the result is
 // valid until the state parses the next message.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
@@ -538,13 +549,15 @@ func (m *pointMapper) appendValue(st *mapState, out []byte, v *fastjson.Value, d
 		if isNonFiniteLiteral(st.scratch) {
 			return out, true, true, nil
 		}
-		isInt := strings.IndexAny(lit, ".eE") < 0
+		isInt := isIntegerText(lit)
 		switch decl {
 		case declNone:
 			if isInt {
 				if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
 					return m.appendInt(out, n), false, false, nil
 				}
+			} else if out, ok := lineprotocol.AppendFloatText(out, lit); ok {
+				return out, false, false, nil
 			}
 			f, _ := strconv.ParseFloat(lit, 64)
 			if math.IsInf(f, 0) {
@@ -553,6 +566,9 @@ func (m *pointMapper) appendValue(st *mapState, out []byte, v *fastjson.Value, d
 			}
 			return lineprotocol.AppendFloat(out, f), false, false, nil
 		case declNumber:
+			if out, ok := lineprotocol.AppendFloatText(out, lit); ok {
+				return out, false, false, nil
+			}
 			f, _ := strconv.ParseFloat(lit, 64)
 			if math.IsInf(f, 0) {
 				return out, true, true, nil
@@ -586,7 +602,7 @@ func (m *pointMapper) appendValue(st *mapState, out []byte, v *fastjson.Value, d
 		case declInteger:
 			t := trimSpace(s)
 			if looksNumeric(t) {
-				if n, ok := integral(t, strings.IndexAny(t, ".eE") < 0); ok {
+				if n, ok := integral(t, isIntegerText(t)); ok {
 					return m.appendInt(out, n), false, false, nil
 				}
 			}

@@ -97,6 +97,49 @@ func AppendFloat(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }
 
+// AppendFloatText appends the float written in decimal as text (a JSON number
+// literal: -?digits[.digits], no exponent) as AppendFloat would write its
+// value, and reports whether it did; when it did not, dst is returned as is and
+// the caller parses and formats. It does for the usual readings (at most 15
+// significant digits, no trailing zero in the fraction, not zero, at least
+// 1e-6 in magnitude), for which the text is the shortest form of its value:
+// two decimals of at most 15 significant digits never round to the same
+// float64, so no shorter one reads back as it. That spares a parse and a
+// format per value.
+func AppendFloatText(dst []byte, text string) ([]byte, bool) {
+	i := 0
+	if i < len(text) && text[i] == '-' {
+		i++
+	}
+	if i >= len(text) || (text[i] == '0' && i+1 < len(text) && text[i+1] >= '0' && text[i+1] <= '9') {
+		return dst, false // empty, or a leading zero JSON does not allow
+	}
+	significant, leadingZeros := 0, 0 // leadingZeros: after the point, before the first significant digit
+	point, nonZero := false, false
+	for ; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case c == '.' && !point && i > 0 && text[i-1] >= '0' && text[i-1] <= '9':
+			point = true
+		case c >= '0' && c <= '9':
+			switch {
+			case c != '0' || nonZero:
+				nonZero = true
+				significant++
+			case point:
+				leadingZeros++
+			}
+		default:
+			return dst, false // an exponent, or not a number
+		}
+	}
+	last := text[len(text)-1]
+	if !nonZero || significant > 15 || last == '.' || (point && last == '0') || leadingZeros > 5 {
+		return dst, false
+	}
+	return append(dst, text...), true
+}
+
 // AppendBool appends v as a boolean field value.
 func AppendBool(dst []byte, v bool) []byte {
 	if v {

@@ -2,6 +2,8 @@ package lineprotocol
 
 import (
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -125,6 +127,81 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		if dec.Next() {
 			t.Fatalf("more than one point in %q", line)
+		}
+	})
+}
+
+// AppendFloatText must write exactly what AppendFloat writes for the parsed value whenever it
+// takes the text as it is; checked on random decimals of every shape, and on the edges.
+func TestAppendFloatTextMatchesAppendFloat(t *testing.T) {
+	check := func(text string) bool {
+		got, ok := AppendFloatText([]byte("x="), text)
+		if !ok {
+			if string(got) != "x=" {
+				t.Fatalf("AppendFloatText(%q) refused but wrote %q", text, got)
+			}
+			return false
+		}
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			t.Fatalf("AppendFloatText(%q) took text that is not a number", text)
+		}
+		if want := string(AppendFloat([]byte("x="), f)); string(got) != want {
+			t.Fatalf("AppendFloatText(%q) = %q, AppendFloat writes %q", text, got, want)
+		}
+		return true
+	}
+	taken := 0
+	for _, text := range []string{
+		"21.5", "-21.5", "1013.25", "0.5", "100", "-7", "0.000001", "0.0000012", "123456789012345",
+		"1234567890123456", "0.30000000000000004", "0.1", "0.2", "0.3", "9007199254740993", "2.5e3",
+		"1E5", "0", "-0", "0.0", "-0.0", "1.50", "1.", ".5", "-", "", "01", "-01.5", "1.2.3", "0.0000001",
+		"999999999999999", "0.999999999999999", "4.35", "1.005", "1e-7", "NaN", "Inf", "+5",
+	} {
+		if check(text) {
+			taken++
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + rng.IntN(10))
+		}
+		return string(b)
+	}
+	for range 2_000_000 {
+		text := digits(1 + rng.IntN(12))
+		if rng.IntN(4) > 0 {
+			text += "." + digits(1+rng.IntN(12))
+		}
+		if rng.IntN(2) == 0 {
+			text = "-" + text
+		}
+		if check(text) {
+			taken++
+		}
+	}
+	if taken < 500_000 {
+		t.Fatalf("only %d texts taken as they are: the fast path is not exercised", taken)
+	}
+}
+
+func FuzzAppendFloatText(f *testing.F) {
+	for _, s := range []string{"21.5", "0.000001", "100", "-0.5", "1.50", "123456789012345"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		got, ok := AppendFloatText(nil, text)
+		if !ok {
+			return
+		}
+		v, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			t.Fatalf("took %q, which is not a number", text)
+		}
+		if want := AppendFloat(nil, v); string(got) != string(want) {
+			t.Fatalf("AppendFloatText(%q) = %q, AppendFloat writes %q", text, got, want)
 		}
 	})
 }

@@ -357,7 +357,20 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		if md.Type() != fastjson.TypeObject {
 			return out, false, 0, validationErr("metadata is " + describe(md) + ", expected an object or null")
 		}
-		if p := md.Get("persist"); p != nil {
+		// One visit for both keys (Get unescapes all the keys and scans again
+		// for each key it misses); like the top level, the last of duplicate
+		// keys counts, as with Python's json.loads.
+		var p, t *fastjson.Value
+		mdObj, _ := md.Object()
+		mdObj.Visit(func(k []byte, v *fastjson.Value) {
+			switch string(k) {
+			case "persist":
+				p = v
+			case "datatype_type":
+				t = v
+			}
+		})
+		if p != nil {
 			switch p.Type() {
 			case fastjson.TypeTrue, fastjson.TypeNull:
 			case fastjson.TypeFalse:
@@ -368,7 +381,7 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 				return out, false, 0, validationErr("metadata.persist is " + describe(p) + ", expected a boolean or a list of booleans")
 			}
 		}
-		if t := md.Get("datatype_type"); t != nil {
+		if t != nil {
 			switch t.Type() {
 			case fastjson.TypeNull:
 			case fastjson.TypeArray:

@@ -182,6 +182,7 @@ func TestReadingToPointLines(t *testing.T) {
 		// Duplicate keys in the JSON: the last one wins, as in Python.
 		{name: "many distinct fields", input: `{"device_id":"d","values":[` + strings.Repeat("1,", 19) + `2],` + ts + `}`, line: `d ` + manyFields(20) + tsNs},
 		{name: "duplicate json keys", input: `{"device_id":"first","device_id":"second","values":[1],` + ts + `}`, line: `second value_0=1i` + tsNs},
+		{name: "duplicate metadata keys", input: `{"device_id":"d","values":[1,2],"metadata":{"persist":[true,true],"datatype_type":["string","string"],"persist":[false,true],"datatype_type":["integer","number"]},` + ts + `}`, line: `d value_1=2` + tsNs},
 
 		// Custom measurement.
 		{name: "interpolated measurement", conf: `measurement: '${! json("metadata.datatype_name") }'`, input: `{"device_id":"d","values":[1, NaN],"metadata":{"datatype_name":"Temp C"},` + ts + `}`, line: `Temp\ C value_0=1i` + tsNs},

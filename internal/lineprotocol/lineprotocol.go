@@ -21,6 +21,7 @@ package lineprotocol
 import (
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -100,44 +101,48 @@ func AppendFloat(dst []byte, v float64) []byte {
 // AppendFloatText appends the float written in decimal as text (a JSON number
 // literal: -?digits[.digits], no exponent) as AppendFloat would write its
 // value, and reports whether it did; when it did not, dst is returned as is and
-// the caller parses and formats. It does for the usual readings (at most 15
-// significant digits, no trailing zero in the fraction, not zero, at least
-// 1e-6 in magnitude), for which the text is the shortest form of its value:
-// two decimals of at most 15 significant digits never round to the same
-// float64, so no shorter one reads back as it. That spares a parse and a
-// format per value.
+// the caller parses and formats. It does for the usual readings: not zero, at
+// least 1e-6 in magnitude, and at most 15 significant digits once the zeros
+// that end a fraction are dropped (Python writes 48.0). Such a text, without
+// those zeros, is the shortest form of its value: two decimals of at most 15
+// significant digits never round to the same float64, so no shorter one reads
+// back as it. That spares a parse and a format per value.
 func AppendFloatText(dst []byte, text string) ([]byte, bool) {
-	i := 0
-	if i < len(text) && text[i] == '-' {
-		i++
+	unsigned := strings.TrimPrefix(text, "-")
+	whole, frac, hasPoint := strings.Cut(unsigned, ".")
+	if !isDigits(whole) || (len(whole) > 1 && whole[0] == '0') || (hasPoint && !isDigits(frac)) {
+		return dst, false // not the JSON form of a number without exponent
 	}
-	if i >= len(text) || (text[i] == '0' && i+1 < len(text) && text[i+1] >= '0' && text[i+1] <= '9') {
-		return dst, false // empty, or a leading zero JSON does not allow
+	frac = strings.TrimRight(frac, "0")
+	var significant, leadingZeros int
+	if w := strings.TrimLeft(whole, "0"); w != "" {
+		significant = len(w) + len(frac)
+	} else {
+		f := strings.TrimLeft(frac, "0")
+		if f == "" {
+			return dst, false // zero, written 0 whatever its sign
+		}
+		significant, leadingZeros = len(f), len(frac)-len(f)
 	}
-	significant, leadingZeros := 0, 0 // leadingZeros: after the point, before the first significant digit
-	point, nonZero := false, false
-	for ; i < len(text); i++ {
-		c := text[i]
-		switch {
-		case c == '.' && !point && i > 0 && text[i-1] >= '0' && text[i-1] <= '9':
-			point = true
-		case c >= '0' && c <= '9':
-			switch {
-			case c != '0' || nonZero:
-				nonZero = true
-				significant++
-			case point:
-				leadingZeros++
-			}
-		default:
-			return dst, false // an exponent, or not a number
+	if significant > 15 || leadingZeros > 5 {
+		return dst, false // more digits than survive, or below 1e-6 (written with an exponent)
+	}
+	dst = append(dst, text[:len(text)-len(unsigned)]...)
+	dst = append(dst, whole...)
+	if frac != "" {
+		dst = append(append(dst, '.'), frac...)
+	}
+	return dst, true
+}
+
+// isDigits reports whether s is one or more decimal digits.
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
 		}
 	}
-	last := text[len(text)-1]
-	if !nonZero || significant > 15 || last == '.' || (point && last == '0') || leadingZeros > 5 {
-		return dst, false
-	}
-	return append(dst, text...), true
+	return s != ""
 }
 
 // AppendBool appends v as a boolean field value.

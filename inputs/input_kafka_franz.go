@@ -1107,6 +1107,10 @@ func (p *partitionConsumer) release(cp *checkpoint) {
 // replayer then delivers the whole batch again.
 type recordBatch []*kgo.Record
 
+// The replayer finds this by assertion: a signature that drifted would make it copy every
+// batch again, without a word.
+var _ nackreplay.Rebuildable = (*franzInput)(nil)
+
 func (b recordBatch) Message(i int) *service.Message { return recordToMessage(b[i], b[i].Topic) }
 
 func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
@@ -1116,7 +1120,7 @@ func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
 	t, okT := topic.(string)
 	p, okP := partition.(int)
 	o, okO := offset.(int)
-	if !okT || !okP || !okO || len(b) == 0 || t != b[0].Topic || int32(p) != b[0].Partition {
+	if !okT || !okP || !okO || len(b) == 0 || t != b[0].Topic || p != int(b[0].Partition) {
 		return 0, false
 	}
 	i, found := slices.BinarySearchFunc(b, int64(o), func(r *kgo.Record, off int64) int { return cmp.Compare(r.Offset, off) })

@@ -53,7 +53,9 @@ Replaces the message with one JSON object in the format every stage of the pipel
 - `+"`original_message`"+` is the `+"`iot_original`"+` metadata that `+"`reading_to_point`"+` keeps (the
   input as valid JSON, number literals exactly as written), or `+"`{\"raw\": <content as text>}`"+`.
 - `+"`request_id`"+` is the `+"`iot_request_id`"+` metadata, else the `+"`kafka_key`"+`, else empty.
-- `+"`source`"+` comes from the `+"`kafka_*`"+` metadata of the Kafka input, or the `+"`path`"+` of a file input.
+- `+"`source`"+` comes from the `+"`kafka_*`"+` metadata of the Kafka input, or the `+"`path`"+` of a file input;
+  `+"`iot_source_topic`, `iot_source_partition`, `iot_source_offset` or `iot_source_path`"+` come first when set
+  (the redrive names the reading's own origin with them).
 
 The metadata `+"`iot_request_id`"+` (the record's Kafka key) and `+"`iot_error_kind`"+` are set on the result, the
 processing error is cleared, and the counter `+"`iot_error_records`"+` (label `+"`kind`"+`) counts the records built.`).
@@ -211,21 +213,39 @@ func originalOf(msg *service.Message) json.RawMessage {
 }
 
 func sourceOf(msg *service.Message) map[string]any {
-	if topic, ok := msg.MetaGet("kafka_topic"); ok {
-		src := map[string]any{"topic": topic}
-		for _, k := range []struct{ meta, key string }{
-			{"kafka_partition", "partition"}, {"kafka_offset", "offset"}, {"kafka_timestamp_ms", "timestamp_ms"},
-		} {
-			if n, ok := metaInt(msg, k.meta); ok {
-				src[k.key] = n
-			}
-		}
+	// A redrive keeps the consumed record's kafka_* metadata and names the reading's own
+	// origin with iot_source_*: that origin comes first.
+	if src := kafkaSourceOf(msg, "iot_source_"); src != nil {
+		return src
+	}
+	if path, ok := msg.MetaGet("iot_source_path"); ok {
+		return map[string]any{"path": path}
+	}
+	if src := kafkaSourceOf(msg, "kafka_"); src != nil {
 		return src
 	}
 	if path, ok := msg.MetaGet("path"); ok {
 		return map[string]any{"path": path}
 	}
 	return nil
+}
+
+// kafkaSourceOf is the source named by the metadata prefix+topic, partition and offset, with
+// the record time; nil without a topic.
+func kafkaSourceOf(msg *service.Message, prefix string) map[string]any {
+	topic, ok := msg.MetaGet(prefix + "topic")
+	if !ok {
+		return nil
+	}
+	src := map[string]any{"topic": topic}
+	for _, k := range []struct{ meta, key string }{
+		{prefix + "partition", "partition"}, {prefix + "offset", "offset"}, {"kafka_timestamp_ms", "timestamp_ms"},
+	} {
+		if n, ok := metaInt(msg, k.meta); ok {
+			src[k.key] = n
+		}
+	}
+	return src
 }
 
 // metaInt reads an integer metadata value, whether the input stored it typed or as text.

@@ -160,3 +160,36 @@ func TestErrorRecordSourceFromCopiedNumbers(t *testing.T) {
 		t.Fatalf("record %s, want it to end %s", got, want)
 	}
 }
+
+// A redrive keeps the consumed record's kafka_* metadata and names the reading's origin with
+// iot_source_*: the record reports the origin.
+func TestErrorRecordSourcePrefersTheReadingsOrigin(t *testing.T) {
+	b := newTestErrorRecordBuilder(t, `{}`)
+	build := func(meta map[string]any) string {
+		t.Helper()
+		msg := service.NewMessage([]byte("x"))
+		msg.SetError(errors.New("validation: bad"))
+		for k, v := range meta {
+			msg.MetaSetMut(k, v)
+		}
+		out, err := b.Process(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := out[0].AsBytes()
+		return string(got)
+	}
+	consumed := map[string]any{"kafka_topic": "iot_errors", "kafka_partition": 0, "kafka_offset": 42, "kafka_timestamp_ms": int64(1749376802000)}
+	fromKafka := map[string]any{"iot_source_topic": "iot_validated_data", "iot_source_partition": int64(3), "iot_source_offset": int64(18211)}
+	fromFile := map[string]any{"iot_source_path": "/dumps/day1.jsonl"}
+	for k, v := range consumed {
+		fromKafka[k] = v
+		fromFile[k] = v
+	}
+	if got, want := build(fromKafka), `"source":{"offset":18211,"partition":3,"timestamp_ms":1749376802000,"topic":"iot_validated_data"}}`; !strings.HasSuffix(got, want) {
+		t.Errorf("record %s, want it to end %s", got, want)
+	}
+	if got, want := build(fromFile), `"source":{"path":"/dumps/day1.jsonl"}}`; !strings.HasSuffix(got, want) {
+		t.Errorf("record %s, want it to end %s", got, want)
+	}
+}

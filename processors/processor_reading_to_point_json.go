@@ -25,7 +25,8 @@ var (
 	tokNegInf = []byte("-Infinity")
 )
 
-// hasPythonTokens is the cheap test run only on input that failed validation.
+// hasPythonTokens is the cheap test for the tokens, run only where the token
+// check (scanText) stopped at an error before the end of the input.
 func hasPythonTokens(b []byte) bool {
 	return bytes.Contains(b, tokNaN) || bytes.Contains(b, tokInf)
 }

@@ -569,8 +569,8 @@ func (m *pointMapper) appendValue(st *mapState, out []byte, v *fastjson.Value, d
 				if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
 					return m.appendInt(out, n), false, false, nil
 				}
-			} else if out, ok := lineprotocol.AppendFloatText(out, lit); ok {
-				return out, false, false, nil
+			} else if written, ok := lineprotocol.AppendFloatText(out, lit); ok {
+				return written, false, false, nil
 			}
 			f, _ := strconv.ParseFloat(lit, 64)
 			if math.IsInf(f, 0) {
@@ -579,8 +579,8 @@ func (m *pointMapper) appendValue(st *mapState, out []byte, v *fastjson.Value, d
 			}
 			return lineprotocol.AppendFloat(out, f), false, false, nil
 		case declNumber:
-			if out, ok := lineprotocol.AppendFloatText(out, lit); ok {
-				return out, false, false, nil
+			if written, ok := lineprotocol.AppendFloatText(out, lit); ok {
+				return written, false, false, nil
 			}
 			f, _ := strconv.ParseFloat(lit, 64)
 			if math.IsInf(f, 0) {

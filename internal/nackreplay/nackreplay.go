@@ -275,7 +275,8 @@ func failedOf(sent []int, originals Originals, err error) []int {
 		return true
 	})
 	// Fewer traced failures than the rejection holds means one message was split into
-	// several: redeliver everything rather than guess.
+	// several, or the rejection names failures it cannot show: redeliver everything rather
+	// than guess.
 	if !traced || len(failed) < bErr.IndexedErrors() {
 		return sent
 	}

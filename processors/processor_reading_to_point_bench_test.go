@@ -79,8 +79,12 @@ func reportPerMessage(b *testing.B, cpuStart time.Duration, msgs int) {
 
 // BenchmarkReadingToPointMapper measures the mapping alone, one message per op.
 func BenchmarkReadingToPointMapper(b *testing.B) {
-	p := newTestReadingToPoint(b, "tags: {index: index, unit: metadata.datatype_unit}")
-	msgs := benchMessages(benchCorpus(), 1024)
+	benchMapping(b, "tags: {index: index, unit: metadata.datatype_unit}", benchMessages(benchCorpus(), 1024))
+}
+
+// benchMapping maps msgs in turn with the processor configured by conf, one message per op.
+func benchMapping(b *testing.B, conf string, msgs [][]byte) {
+	p := newTestReadingToPoint(b, conf)
 	st := new(mapState)
 	rec := recordMeta{timestampMs: 1749996800123, hasTimestampMs: true, key: "k", hasKey: true}
 	out := make([]byte, 0, 4096)
@@ -224,21 +228,11 @@ func generatedMessages(b *testing.B, n int) ([][]byte, int) {
 }
 
 // BenchmarkReadingToPointMapperGenerated is BenchmarkReadingToPointMapper on the generator's
-// stream, split into the mapper's two passes over the text and the rest.
+// stream with the default mapping, beside the mapper's two passes over the text alone.
 func BenchmarkReadingToPointMapperGenerated(b *testing.B) {
 	msgs, mean := generatedMessages(b, 4096)
 	b.Logf("%d messages, %d bytes on average", len(msgs), mean)
-	b.Run("mapReading", func(b *testing.B) {
-		p := newTestReadingToPoint(b, "")
-		st := new(mapState)
-		rec := recordMeta{timestampMs: 1749996800123, hasTimestampMs: true, key: "k", hasKey: true}
-		out := make([]byte, 0, 4096)
-		cpu := startPerMessage(b)
-		for i := 0; i < b.N; i++ {
-			out, _ = p.mapper.mapReading(st, msgs[i%len(msgs)], rec, out[:0], nil)
-		}
-		reportPerMessage(b, cpu, b.N)
-	})
+	b.Run("mapReading", func(b *testing.B) { benchMapping(b, "", msgs) })
 	b.Run("parse", func(b *testing.B) {
 		var p fastjson.Parser
 		for i := 0; i < b.N; i++ {

@@ -338,13 +338,18 @@ type textScan struct {
 	// surrogate: a string holds a \uD... escape (hasSurrogateEscape finds them,
 	// and also text that only looks like one).
 	surrogate bool
+	// nonASCII: a string may hold a byte above 0x7F (set for some that do not):
+	// without one, the text is valid UTF-8.
+	nonASCII bool
 }
 
 // scanText checks the tokens of b in one pass (see tokenError), taking the
 // Python tokens as values when python is set, and notes what textScan holds.
 func scanText(b []byte, python bool) textScan {
-	sawPython, surrogate := false, false
-	fail := func(err error) textScan { return textScan{err: err, python: sawPython, surrogate: surrogate} }
+	sawPython, surrogate, nonASCII := false, false, false
+	fail := func(err error) textScan {
+		return textScan{err: err, python: sawPython, surrogate: surrogate, nonASCII: nonASCII}
+	}
 	for i := 0; i < len(b); {
 		class := tokenStart[b[i]]
 		if class == tokSkip {
@@ -357,7 +362,9 @@ func scanText(b []byte, python bool) textScan {
 		case tokString:
 			i++
 			for {
-				i = plainEnd(b, i)
+				var high bool
+				i, high = plainEnd(b, i)
+				nonASCII = nonASCII || high
 				if i >= len(b) {
 					return fail(errors.New("string has no closing quote"))
 				}
@@ -426,7 +433,7 @@ func scanText(b []byte, python bool) textScan {
 			return fail(fmt.Errorf("unexpected character %q at byte %d", b[i], i))
 		}
 	}
-	return textScan{python: sawPython, surrogate: surrogate}
+	return textScan{python: sawPython, surrogate: surrogate, nonASCII: nonASCII}
 }
 
 // pythonToken returns the length of the Python token at b[i] if there is one
@@ -444,14 +451,17 @@ func pythonToken(b []byte, i int) int {
 }
 
 // plainEnd returns where the run of plain string characters from b[i] ends: at
-// the first byte stringStop marks, or len(b). It tests eight bytes at a time
-// for a byte below 0x20, a quote or a backslash: with the table of token
-// starts, this takes about a third off the token check on the generator's
-// stream (BenchmarkReadingToPointMapperGenerated/tokenError).
-func plainEnd(b []byte, i int) int {
+// the first byte stringStop marks, or len(b); and whether it met a byte above
+// 0x7F (it may say so for one past the end of the run, in the same word). It
+// tests eight bytes at a time for a byte below 0x20, a quote or a backslash:
+// with the table of token starts, this takes about a third off the token check
+// on the generator's stream (BenchmarkReadingToPointMapperGenerated/tokenError).
+func plainEnd(b []byte, i int) (int, bool) {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	var seen uint64 // every word read, or'ed: its high bits tell a byte above 0x7F
 	for i+8 <= len(b) {
 		x := binary.LittleEndian.Uint64(b[i:])
+		seen |= x
 		q := x ^ (ones * '"')
 		s := x ^ (ones * '\\')
 		// Each term sets the high bit of a byte that is below 0x20, zero after
@@ -459,14 +469,15 @@ func plainEnd(b []byte, i int) int {
 		// can also mark bytes above the first marked one (a borrow), never below,
 		// so the lowest mark is exact.
 		if m := (((x - ones*0x20) &^ x) | ((q - ones) &^ q) | ((s - ones) &^ s)) & highs; m != 0 {
-			return i + bits.TrailingZeros64(m)/8
+			return i + bits.TrailingZeros64(m)/8, seen&highs != 0
 		}
 		i += 8
 	}
 	for i < len(b) && !stringStop[b[i]] {
+		seen |= uint64(b[i])
 		i++
 	}
-	return i
+	return i, seen&highs != 0
 }
 
 // numberEnd returns where the JSON number starting at b[i] ends, and false when

@@ -60,7 +60,8 @@ func TestControlCharBeforeEscapeIsNotJSON(t *testing.T) {
 
 // plainEnd reads eight bytes at a time; it must stop exactly where a byte-by-byte scan stops,
 // whatever the position of the stop in the word and whatever surrounds it (bytes just above
-// 0x20, and bytes that are a quote or a backslash with the high bit set).
+// 0x20, and bytes that are a quote or a backslash with the high bit set), and never miss a
+// byte above 0x7F in the run it read.
 func TestPlainEndMatchesBytewiseScan(t *testing.T) {
 	bytewise := func(b []byte, i int) int {
 		for i < len(b) && !stringStop[b[i]] {
@@ -80,8 +81,12 @@ func TestPlainEndMatchesBytewiseScan(t *testing.T) {
 						b[p+1] = '"' // a second stop right after the first
 					}
 					for start := 0; start <= min(n, 9); start++ {
-						if got, want := plainEnd(b, start), bytewise(b, start); got != want {
+						got, high := plainEnd(b, start)
+						if want := bytewise(b, start); got != want {
 							t.Fatalf("plainEnd(% x, %d) = %d, want %d", b, start, got, want)
+						}
+						if !high && bytes.IndexFunc(b[start:got], func(r rune) bool { return r >= 0x80 }) >= 0 {
+							t.Fatalf("plainEnd(% x, %d) missed a byte above 0x7F", b, start)
 						}
 					}
 				}
@@ -97,12 +102,17 @@ func FuzzPlainEnd(f *testing.F) {
 		if start < 0 || start > len(b) {
 			return
 		}
-		want := start
+		want, high := start, false
 		for want < len(b) && !stringStop[b[want]] {
+			high = high || b[want] >= 0x80
 			want++
 		}
-		if got := plainEnd(b, start); got != want {
+		got, sawHigh := plainEnd(b, start)
+		if got != want {
 			t.Fatalf("plainEnd(%q, %d) = %d, want %d", b, start, got, want)
+		}
+		if high && !sawHigh {
+			t.Fatalf("plainEnd(%q, %d) missed a byte above 0x7F", b, start)
 		}
 	})
 }

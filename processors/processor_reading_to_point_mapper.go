@@ -239,7 +239,7 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 			}
 		}
 	}
-	if !utf8.Valid(in) {
+	if (!clean || scan.nonASCII) && !utf8.Valid(in) {
 		return out, st.undecodable(in, rec, "message is not valid UTF-8 text")
 	}
 	if (clean && scan.surrogate) || (!clean && hasSurrogateEscape(src)) {

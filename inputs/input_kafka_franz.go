@@ -21,6 +21,7 @@ import (
 
 	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
+	"github.com/preservarium/iot-ingestor/internal/meta"
 	"github.com/preservarium/iot-ingestor/internal/nackreplay"
 )
 
@@ -56,16 +57,6 @@ const (
 	kfiStartEarliest  = "earliest"
 	kfiStartLatest    = "latest"
 	kfiStartCommitted = "committed"
-)
-
-// Metadata keys set on every consumed message.
-const (
-	kfiMetaKey           = "kafka_key"
-	kfiMetaTopic         = "kafka_topic"
-	kfiMetaPartition     = "kafka_partition"
-	kfiMetaOffset        = "kafka_offset"
-	kfiMetaTimestampUnix = "kafka_timestamp_unix"
-	kfiMetaTimestampMs   = "kafka_timestamp_ms"
 )
 
 // kfiMetricLag is the gauge of records behind the high watermark, per
@@ -115,8 +106,8 @@ and reconnects by itself, resuming where it was.
 
 ### Metadata
 
-Each message carries `+"`"+kfiMetaKey+"`, `"+kfiMetaTopic+"`, `"+kfiMetaPartition+"`, `"+kfiMetaOffset+"`, `"+kfiMetaTimestampUnix+"`"+` (seconds) and
-`+"`"+kfiMetaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
+Each message carries `+"`"+meta.KafkaKey+"`, `"+meta.KafkaTopic+"`, `"+meta.KafkaPartition+"`, `"+meta.KafkaOffset+"`, `"+meta.KafkaTimestampUnix+"`"+` (seconds) and
+`+"`"+meta.KafkaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
 the same name.
 
 ### Metrics
@@ -1114,9 +1105,9 @@ var _ nackreplay.Rebuildable = (*franzInput)(nil)
 func (b recordBatch) Message(i int) *service.Message { return recordToMessage(b[i], b[i].Topic) }
 
 func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
-	topic, _ := m.MetaGetMut(kfiMetaTopic)
-	partition, _ := m.MetaGetMut(kfiMetaPartition)
-	offset, _ := m.MetaGetMut(kfiMetaOffset)
+	topic, _ := m.MetaGetMut(meta.KafkaTopic)
+	partition, _ := m.MetaGetMut(meta.KafkaPartition)
+	offset, _ := m.MetaGetMut(meta.KafkaOffset)
 	t, okT := topic.(string)
 	p, okP := partition.(int)
 	o, okO := offset.(int)
@@ -1133,12 +1124,12 @@ func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
 // batch, which the client allocates afresh for each fetch and never writes again.
 func recordToMessage(r *kgo.Record, topic any) *service.Message {
 	msg := service.NewMessage(r.Value)
-	msg.MetaSetMut(kfiMetaKey, unsafe.String(unsafe.SliceData(r.Key), len(r.Key)))
-	msg.MetaSetMut(kfiMetaTopic, topic)
-	msg.MetaSetMut(kfiMetaPartition, int(r.Partition))
-	msg.MetaSetMut(kfiMetaOffset, int(r.Offset))
-	msg.MetaSetMut(kfiMetaTimestampUnix, r.Timestamp.Unix())
-	msg.MetaSetMut(kfiMetaTimestampMs, r.Timestamp.UnixMilli())
+	msg.MetaSetMut(meta.KafkaKey, unsafe.String(unsafe.SliceData(r.Key), len(r.Key)))
+	msg.MetaSetMut(meta.KafkaTopic, topic)
+	msg.MetaSetMut(meta.KafkaPartition, int(r.Partition))
+	msg.MetaSetMut(meta.KafkaOffset, int(r.Offset))
+	msg.MetaSetMut(meta.KafkaTimestampUnix, r.Timestamp.Unix())
+	msg.MetaSetMut(meta.KafkaTimestampMs, r.Timestamp.UnixMilli())
 	for _, h := range r.Headers {
 		msg.MetaSetMut(h.Key, string(h.Value))
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 // waitFor bounds how long a test waits for the pipeline to get somewhere;
@@ -155,16 +156,16 @@ func (c *collector) consume(_ context.Context, batch service.MessageBatch) error
 	for i, m := range batch {
 		b, _ := m.AsBytes()
 		d := delivery{value: string(b)}
-		d.key, _ = m.MetaGet(kfiMetaKey)
-		d.topic, _ = m.MetaGet(kfiMetaTopic)
+		d.key, _ = m.MetaGet(meta.KafkaKey)
+		d.topic, _ = m.MetaGet(meta.KafkaTopic)
 		d.header, _ = m.MetaGet("origin")
-		if v, ok := m.MetaGetMut(kfiMetaPartition); ok {
+		if v, ok := m.MetaGetMut(meta.KafkaPartition); ok {
 			d.partition = v.(int)
 		}
-		if v, ok := m.MetaGetMut(kfiMetaOffset); ok {
+		if v, ok := m.MetaGetMut(meta.KafkaOffset); ok {
 			d.offset = v.(int)
 		}
-		if v, ok := m.MetaGetMut(kfiMetaTimestampMs); ok {
+		if v, ok := m.MetaGetMut(meta.KafkaTimestampMs); ok {
 			d.tsMs = v.(int64)
 		}
 		ds[i] = d
@@ -601,7 +602,7 @@ func TestKafkaFranzInputReconnectsAfterBrokerOutage(t *testing.T) {
 			batch, ack, err := in.ReadBatch(rctx)
 			if err == nil {
 				for _, m := range batch {
-					k, _ := m.MetaGet(kfiMetaKey)
+					k, _ := m.MetaGet(meta.KafkaKey)
 					seen[k]++
 				}
 				if err := ack(ctx, nil); err != nil {
@@ -762,7 +763,7 @@ func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
 			t.Errorf("batch of %d records, want at most batching.count = 5", len(batch))
 		}
 		for _, m := range batch {
-			v, _ := m.MetaGetMut(kfiMetaOffset)
+			v, _ := m.MetaGetMut(meta.KafkaOffset)
 			offsets = append(offsets, v.(int))
 		}
 		return nil
@@ -1185,7 +1186,7 @@ func testPartialRejection(t *testing.T, batching string) {
 		defer mu.Unlock()
 		var bErr *service.BatchError
 		for i, m := range batch {
-			v, _ := m.MetaGetMut(kfiMetaOffset)
+			v, _ := m.MetaGetMut(meta.KafkaOffset)
 			off := v.(int)
 			if off == poison && rejections < 4 {
 				rejections++

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 func TestKafkaFranzInputConfig(t *testing.T) {
@@ -228,12 +230,12 @@ func TestRecordBatchIndexOf(t *testing.T) {
 		}
 	}
 	untraceable := map[string]func(m *service.Message){
-		"offset in the gap":        func(m *service.Message) { m.MetaSetMut(kfiMetaOffset, 12) },
-		"offset past the batch":    func(m *service.Message) { m.MetaSetMut(kfiMetaOffset, 15) },
-		"another partition":        func(m *service.Message) { m.MetaSetMut(kfiMetaPartition, 4) },
-		"another topic":            func(m *service.Message) { m.MetaSetMut(kfiMetaTopic, "u") },
-		"offset rewritten as text": func(m *service.Message) { m.MetaSetMut(kfiMetaOffset, "11") },
-		"offset removed":           func(m *service.Message) { m.MetaDelete(kfiMetaOffset) },
+		"offset in the gap":        func(m *service.Message) { m.MetaSetMut(meta.KafkaOffset, 12) },
+		"offset past the batch":    func(m *service.Message) { m.MetaSetMut(meta.KafkaOffset, 15) },
+		"another partition":        func(m *service.Message) { m.MetaSetMut(meta.KafkaPartition, 4) },
+		"another topic":            func(m *service.Message) { m.MetaSetMut(meta.KafkaTopic, "u") },
+		"offset rewritten as text": func(m *service.Message) { m.MetaSetMut(meta.KafkaOffset, "11") },
+		"offset removed":           func(m *service.Message) { m.MetaDelete(meta.KafkaOffset) },
 	}
 	for name, change := range untraceable {
 		m := recs.Message(1)

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 const (
@@ -19,18 +20,7 @@ const (
 	ierFieldExtra   = "extra_keys"
 
 	ierMetricRecords = "iot_error_records"
-
-	// Metadata this processor reads (set by reading_to_point and the kafka_franz input) and
-	// writes (for the error topic's key and for routing).
-	ierMetaOriginal  = "iot_original"
-	ierMetaRequestID = "iot_request_id"
-	ierMetaKind      = "iot_error_kind"
-	ierMetaFallback  = "fallback_error"
 )
-
-// kindWrite is the error kind of a point InfluxDB rejected; the mapper's kinds (kindDecode,
-// kindValidation) are declared beside mappingError.
-const kindWrite = "write"
 
 func iotErrorRecordSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
@@ -127,7 +117,7 @@ type errorRecord struct {
 	Service         string          `json:"service"`
 	Error           string          `json:"error"`
 	OriginalMessage json.RawMessage `json:"original_message"`
-	Kind            string          `json:"kind"`
+	Kind            meta.Kind       `json:"kind"`
 	Source          map[string]any  `json:"source,omitempty"`
 }
 
@@ -153,9 +143,9 @@ func (b *errorRecordBuilder) Process(_ context.Context, msg *service.Message) (s
 	res := msg.Copy()
 	res.SetError(nil)
 	res.SetBytes(out)
-	res.MetaSetMut(ierMetaRequestID, rec.RequestID)
-	res.MetaSetMut(ierMetaKind, kind)
-	b.records.Incr(1, kind)
+	res.MetaSetMut(meta.RequestID, rec.RequestID)
+	res.MetaSetMut(meta.ErrorKind, string(kind))
+	b.records.Incr(1, string(kind))
 	return service.MessageBatch{res}, nil
 }
 
@@ -165,35 +155,33 @@ func failureOf(msg *service.Message) (string, bool) {
 	if err := msg.GetError(); err != nil {
 		return err.Error(), true
 	}
-	if v, ok := msg.MetaGet(ierMetaFallback); ok && v != "" {
+	if v, ok := msg.MetaGet(meta.FallbackError); ok && v != "" {
 		return v, false
 	}
 	return "", false
 }
 
 // kindOf returns the record's kind and its one-line error text, starting "<kind>: ".
-func kindOf(reason string, fromProcessing bool) (string, string) {
+func kindOf(reason string, fromProcessing bool) (meta.Kind, string) {
 	reason = strings.Join(strings.Fields(strings.ReplaceAll(reason, "\r", " ")), " ")
-	for _, k := range []string{kindDecode, kindValidation, kindWrite} {
-		if strings.HasPrefix(reason, k+": ") {
-			return k, reason
-		}
+	if k, ok := meta.KindOfText(reason); ok {
+		return k, reason
 	}
-	kind := kindWrite
+	kind := meta.KindWrite
 	if fromProcessing {
-		kind = kindValidation
+		kind = meta.KindValidation
 	}
 	if reason == "" {
 		reason = "unknown failure"
 	}
-	return kind, kind + ": " + reason
+	return kind, string(kind) + ": " + reason
 }
 
 func requestIDOf(msg *service.Message) string {
-	if v, ok := msg.MetaGet(ierMetaRequestID); ok {
+	if v, ok := msg.MetaGet(meta.RequestID); ok {
 		return v
 	}
-	if v, ok := msg.MetaGet("kafka_key"); ok {
+	if v, ok := meta.RecordKey(msg); ok {
 		return strings.ToValidUTF8(v, string(utf8.RuneError))
 	}
 	return ""
@@ -201,7 +189,7 @@ func requestIDOf(msg *service.Message) string {
 
 // originalOf is iot_original when it holds a JSON object, else {"raw": content}.
 func originalOf(msg *service.Message) json.RawMessage {
-	if v, ok := msg.MetaGet(ierMetaOriginal); ok {
+	if v, ok := msg.MetaGet(meta.Original); ok {
 		t := strings.TrimSpace(v)
 		if strings.HasPrefix(t, "{") && json.Valid([]byte(t)) {
 			return json.RawMessage(t)
@@ -215,67 +203,37 @@ func originalOf(msg *service.Message) json.RawMessage {
 func sourceOf(msg *service.Message) map[string]any {
 	// A redrive keeps the consumed record's kafka_* metadata and names the reading's own
 	// origin with iot_source_*: that origin comes first.
-	if src := kafkaSourceOf(msg, "iot_source_"); src != nil {
+	if src := kafkaSourceOf(msg, meta.SourceTopic, meta.SourcePartition, meta.SourceOffset, meta.SourceTimestampMs); src != nil {
 		return src
 	}
-	if path, ok := msg.MetaGet("iot_source_path"); ok {
+	if path, ok := msg.MetaGet(meta.SourcePath); ok {
 		return map[string]any{"path": path}
 	}
-	if src := kafkaSourceOf(msg, "kafka_"); src != nil {
+	if src := kafkaSourceOf(msg, meta.KafkaTopic, meta.KafkaPartition, meta.KafkaOffset, meta.KafkaTimestampMs); src != nil {
 		return src
 	}
-	if path, ok := msg.MetaGet("path"); ok {
+	if path, ok := msg.MetaGet(meta.Path); ok {
 		return map[string]any{"path": path}
 	}
 	return nil
 }
 
-// kafkaSourceOf is the source named by the metadata prefix+topic, partition and offset, with
-// the record time; nil without a topic.
-func kafkaSourceOf(msg *service.Message, prefix string) map[string]any {
-	topic, ok := msg.MetaGet(prefix + "topic")
+// kafkaSourceOf is the source named by the topic, partition, offset and record-time keys; nil
+// without a topic.
+func kafkaSourceOf(msg *service.Message, topicKey, partitionKey, offsetKey, timeKey string) map[string]any {
+	topic, ok := msg.MetaGet(topicKey)
 	if !ok {
 		return nil
 	}
 	src := map[string]any{"topic": topic}
 	for _, k := range []struct{ meta, key string }{
-		{prefix + "partition", "partition"}, {prefix + "offset", "offset"}, {"kafka_timestamp_ms", "timestamp_ms"},
+		{partitionKey, "partition"}, {offsetKey, "offset"}, {timeKey, "timestamp_ms"},
 	} {
-		if n, ok := metaInt(msg, k.meta); ok {
+		if n, ok := meta.Int(msg, k.meta); ok {
 			src[k.key] = n
 		}
 	}
 	return src
-}
-
-// metaInt reads an integer metadata value, whether the input stored it typed or as text.
-func metaInt(msg *service.Message, key string) (int64, bool) {
-	v, ok := msg.MetaGetMut(key)
-	if !ok {
-		return 0, false
-	}
-	switch n := v.(type) {
-	case int:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case int64:
-		return n, true
-	case uint64:
-		return int64(n), true
-	case float64:
-		return int64(n), true
-	}
-	// Text, json.Number (a mapping that copied it from a JSON document) or any other type
-	// that prints as an integer.
-	text := strings.TrimSpace(fmt.Sprint(v))
-	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
-		return i, true
-	}
-	if f, err := strconv.ParseFloat(text, 64); err == nil && f == float64(int64(f)) {
-		return int64(f), true
-	}
-	return 0, false
 }
 
 // appendExtra adds the extra keys before the record's closing brace.

@@ -179,8 +179,9 @@ func TestErrorRecordSourcePrefersTheReadingsOrigin(t *testing.T) {
 		got, _ := out[0].AsBytes()
 		return string(got)
 	}
-	consumed := map[string]any{"kafka_topic": "iot_errors", "kafka_partition": 0, "kafka_offset": 42, "kafka_timestamp_ms": int64(1749376802000)}
-	fromKafka := map[string]any{"iot_source_topic": "iot_validated_data", "iot_source_partition": int64(3), "iot_source_offset": int64(18211)}
+	// The consumed record is the error record, written later than the reading's own record.
+	consumed := map[string]any{"kafka_topic": "iot_errors", "kafka_partition": 0, "kafka_offset": 42, "kafka_timestamp_ms": int64(1764238502118)}
+	fromKafka := map[string]any{"iot_source_topic": "iot_validated_data", "iot_source_partition": int64(3), "iot_source_offset": int64(18211), "iot_source_timestamp_ms": int64(1749376802000)}
 	fromFile := map[string]any{"iot_source_path": "/dumps/day1.jsonl"}
 	for k, v := range consumed {
 		fromKafka[k] = v

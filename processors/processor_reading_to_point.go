@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 const (
@@ -29,14 +29,6 @@ const (
 	// rtpDefaultMeasurement is mapped natively (no interpolation per message):
 	// the measurement is the device_id.
 	rtpDefaultMeasurement = `${! json("device_id") }`
-
-	// Metadata keys written on every message, read by the error branch.
-	rtpMetaOriginal  = "iot_original"
-	rtpMetaRequestID = "iot_request_id"
-
-	// Metadata keys read from the kafka input.
-	rtpMetaKafkaKey         = "kafka_key"
-	rtpMetaKafkaTimestampMs = "kafka_timestamp_ms"
 
 	rtpMetricMapped    = "iot_messages_mapped"
 	rtpMetricFiltered  = "iot_messages_filtered"
@@ -105,10 +97,10 @@ Counted in `+"`"+rtpMetricMapped+"`, `"+rtpMetricFiltered+"` and `"+rtpMetricRej
 
 Every message, mapped or not, gets:
 
-- `+"`"+rtpMetaOriginal+"`"+`: the original message as valid JSON text, for the error record's `+"`original_message`"+`: the input
+- `+"`"+meta.Original+"`"+`: the original message as valid JSON text, for the error record's `+"`original_message`"+`: the input
   unchanged when it is a valid JSON object; re-encoded with non-finite numbers as null when it held the
   Python tokens; `+"`{\"raw\":\"<input as text>\"}`"+` when it is not a JSON object (invalid UTF-8 becomes U+FFFD).
-- `+"`"+rtpMetaRequestID+"`"+`: the input's `+"`request_id`"+` when a non-empty string, else the `+"`kafka_key`"+` metadata as text, else empty.
+- `+"`"+meta.RequestID+"`"+`: the input's `+"`request_id`"+` when a non-empty string, else the `+"`kafka_key`"+` metadata as text, else empty.
 
 ### Line protocol
 
@@ -361,9 +353,9 @@ type rtpSpan struct {
 // is in flight.
 type batchState struct {
 	mapState
-	lines []byte    // the lines of the batch's points
-	meta  []byte    // the request ids, and the originals that had to be re-encoded
-	spans []rtpSpan // where each message's results are in lines and meta
+	lines   []byte    // the lines of the batch's points
+	metaBuf []byte    // the request ids, and the originals that had to be re-encoded
+	spans   []rtpSpan // where each message's results are in lines and meta
 }
 
 // ProcessBatch maps every message of the batch. Lines go into one buffer and
@@ -373,11 +365,11 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 	bs := p.states.Get().(*batchState)
 	defer p.states.Put(bs)
 	st := &bs.mapState
-	lines, meta := bs.lines[:0], bs.meta[:0]
+	lines, metaBuf := bs.lines[:0], bs.metaBuf[:0]
 	spans := slices.Grow(bs.spans[:0], len(batch))[:len(batch)]
 	defer func() {
 		// Kept for the next batch, without what they point to.
-		bs.lines, bs.meta = lines, meta
+		bs.lines, bs.metaBuf = lines, metaBuf
 		clear(spans)
 		bs.spans = spans
 	}()
@@ -408,29 +400,29 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 			// them while the view lives.
 			sp.origView = b2s(in)
 		} else {
-			sp.origStart = len(meta)
-			meta = append(meta, res.original...)
-			sp.origEnd = len(meta)
+			sp.origStart = len(metaBuf)
+			metaBuf = append(metaBuf, res.original...)
+			sp.origEnd = len(metaBuf)
 		}
-		sp.idStart = len(meta)
-		meta = append(meta, res.requestID...)
-		sp.idEnd = len(meta)
+		sp.idStart = len(metaBuf)
+		metaBuf = append(metaBuf, res.requestID...)
+		sp.idEnd = len(metaBuf)
 		sp.filtered, sp.nonFinite, sp.err = res.filtered, res.nonFinite, res.err
 	}
 
-	metaText := string(meta)
+	metaText := string(metaBuf)
 	lineText := bytes.Clone(lines)
 	out := make(service.MessageBatch, 0, len(batch))
 	var mapped, filtered, decodeErrs, validationErrs, nonFinite int64
 	for i, msg := range batch {
 		sp := &spans[i]
 		if sp.origView != "" {
-			msg.MetaSetMut(rtpMetaOriginal, sp.origView)
+			msg.MetaSetMut(meta.Original, sp.origView)
 		} else {
-			msg.MetaSetMut(rtpMetaOriginal, metaText[sp.origStart:sp.origEnd])
+			msg.MetaSetMut(meta.Original, metaText[sp.origStart:sp.origEnd])
 		}
 		requestID := metaText[sp.idStart:sp.idEnd]
-		msg.MetaSetMut(rtpMetaRequestID, requestID)
+		msg.MetaSetMut(meta.RequestID, requestID)
 		if sp.nonFinite > 0 {
 			nonFinite += int64(sp.nonFinite)
 			p.logNonFinite(requestID, sp.nonFinite)
@@ -460,10 +452,10 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 		p.mFiltered.Incr(filtered)
 	}
 	if decodeErrs > 0 {
-		p.mRejected.Incr(decodeErrs, kindDecode)
+		p.mRejected.Incr(decodeErrs, string(kindDecode))
 	}
 	if validationErrs > 0 {
-		p.mRejected.Incr(validationErrs, kindValidation)
+		p.mRejected.Incr(validationErrs, string(kindValidation))
 	}
 	if nonFinite > 0 {
 		p.mNonFinite.Incr(nonFinite)
@@ -483,36 +475,12 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-// recordMetaOf reads what the mapper needs from the kafka input's metadata;
-// the values may be strings or numbers depending on the input.
+// recordMetaOf reads what the mapper needs of the reading's Kafka record: its time, which
+// places a reading without a timestamp, and its key, the request id of last resort.
 func recordMetaOf(msg *service.Message) recordMeta {
 	var rec recordMeta
-	if v, ok := msg.MetaGetMut(rtpMetaKafkaTimestampMs); ok {
-		switch t := v.(type) {
-		case string:
-			if n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64); err == nil {
-				rec.timestampMs, rec.hasTimestampMs = n, true
-			}
-		case int64:
-			rec.timestampMs, rec.hasTimestampMs = t, true
-		case int:
-			rec.timestampMs, rec.hasTimestampMs = int64(t), true
-		case int32:
-			rec.timestampMs, rec.hasTimestampMs = int64(t), true
-		case uint64:
-			rec.timestampMs, rec.hasTimestampMs = int64(t), t <= 1<<62
-		case float64:
-			rec.timestampMs, rec.hasTimestampMs = int64(t), t == float64(int64(t))
-		}
-	}
-	if v, ok := msg.MetaGetMut(rtpMetaKafkaKey); ok {
-		switch t := v.(type) {
-		case string:
-			rec.key, rec.hasKey = t, t != ""
-		case []byte:
-			rec.key, rec.hasKey = string(t), len(t) > 0
-		}
-	}
+	rec.timestampMs, rec.hasTimestampMs = meta.RecordTimeMs(msg)
+	rec.key, rec.hasKey = meta.RecordKey(msg)
 	return rec
 }
 

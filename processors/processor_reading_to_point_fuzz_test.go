@@ -10,6 +10,8 @@ import (
 
 	lpv2 "github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 // assertDecodesAsLineProtocol fails unless line is exactly one line-protocol
@@ -105,11 +107,11 @@ func FuzzReadingToPoint(f *testing.F) {
 		if err != nil {
 			t.Fatalf("batch error: %v", err)
 		}
-		orig, _ := msg.MetaGet(rtpMetaOriginal)
+		orig, _ := msg.MetaGet(meta.Original)
 		if !json.Valid([]byte(orig)) {
 			t.Fatalf("iot_original is not valid JSON: %q (input %q)", orig, input)
 		}
-		id, ok := msg.MetaGetMut(rtpMetaRequestID)
+		id, ok := msg.MetaGetMut(meta.RequestID)
 		if !ok {
 			t.Fatalf("iot_request_id missing")
 		}

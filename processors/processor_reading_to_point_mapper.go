@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 // pointMapper turns one stage-2 reading (the raw Kafka value) into one
@@ -106,19 +107,23 @@ type mapOutcome struct {
 	err       *mappingError
 }
 
-// mappingError is a message's own failure. Its text starts with its kind
-// (decode, validation), which the error branch and the metrics use.
+// mappingError is a message's own failure, of kind decode or validation, which the error
+// branch and the metrics use.
 type mappingError struct {
-	kind string
+	kind meta.Kind
 	msg  string
 }
 
 const (
-	kindDecode     = "decode"
-	kindValidation = "validation"
+	kindDecode     = meta.KindDecode
+	kindValidation = meta.KindValidation
 )
 
-func (e *mappingError) Error() string { return e.kind + ": " + e.msg }
+func (e *mappingError) Error() string { return string(e.kind) + ": " + e.msg }
+
+// Unwrap gives the error as the metadata contract's typed error, so a reader anywhere
+// downstream finds its kind with meta.KindOf.
+func (e *mappingError) Unwrap() error { return &meta.Error{Kind: e.kind, Reason: e.msg} }
 
 func decodeErr(msg string) *mappingError { return &mappingError{kind: kindDecode, msg: msg} }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/Jeffail/gabs/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 // rtpKafkaMs is the record time the tests' kafka metadata carries:
@@ -37,13 +39,13 @@ func newTestReadingToPoint(t testing.TB, conf string) *readingToPoint {
 }
 
 // runRTP maps one message with the given kafka metadata (nil: the defaults).
-func runRTP(t testing.TB, p *readingToPoint, input string, meta map[string]any) rtpResult {
+func runRTP(t testing.TB, p *readingToPoint, input string, recMeta map[string]any) rtpResult {
 	t.Helper()
 	msg := service.NewMessage([]byte(input))
-	if meta == nil {
-		meta = map[string]any{"kafka_key": "dev-key", "kafka_timestamp_ms": rtpKafkaMs}
+	if recMeta == nil {
+		recMeta = map[string]any{"kafka_key": "dev-key", "kafka_timestamp_ms": rtpKafkaMs}
 	}
-	for k, v := range meta {
+	for k, v := range recMeta {
 		msg.MetaSetMut(k, v)
 	}
 	batches, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
@@ -51,12 +53,12 @@ func runRTP(t testing.TB, p *readingToPoint, input string, meta map[string]any) 
 		t.Fatalf("ProcessBatch returned an error for the whole batch: %v", err)
 	}
 	var r rtpResult
-	orig, ok := msg.MetaGetMut(rtpMetaOriginal)
+	orig, ok := msg.MetaGetMut(meta.Original)
 	if !ok {
 		t.Fatalf("iot_original not set for %q", input)
 	}
 	r.original = orig.(string)
-	id, ok := msg.MetaGetMut(rtpMetaRequestID)
+	id, ok := msg.MetaGetMut(meta.RequestID)
 	if !ok {
 		t.Fatalf("iot_request_id not set for %q", input)
 	}
@@ -394,10 +396,10 @@ func TestReadingToPointBatch(t *testing.T) {
 			t.Errorf("message %d: line has spare capacity %d, appending to it would overwrite the next line", i, cap(b)-len(b))
 		}
 	}
-	if id, _ := out[0][2].MetaGet(rtpMetaRequestID); id != "c" {
+	if id, _ := out[0][2].MetaGet(meta.RequestID); id != "c" {
 		t.Errorf("request id of the last message: %q", id)
 	}
-	if orig, _ := out[0][1].MetaGet(rtpMetaOriginal); orig != `{"raw":"not json"}` {
+	if orig, _ := out[0][1].MetaGet(meta.Original); orig != `{"raw":"not json"}` {
 		t.Errorf("original of the rejected message: %q", orig)
 	}
 
@@ -425,10 +427,10 @@ func TestReadingToPointBatch(t *testing.T) {
 			t.Errorf("after later batches, message %d is %q, want %q", i, b, want[i])
 		}
 	}
-	if id, _ := first[0].MetaGet(rtpMetaRequestID); id != "a" {
+	if id, _ := first[0].MetaGet(meta.RequestID); id != "a" {
 		t.Errorf("after later batches, request id of the first message: %q", id)
 	}
-	if orig, _ := first[1].MetaGet(rtpMetaOriginal); orig != `{"raw":"not json"}` {
+	if orig, _ := first[1].MetaGet(meta.Original); orig != `{"raw":"not json"}` {
 		t.Errorf("after later batches, original of the rejected message: %q", orig)
 	}
 }

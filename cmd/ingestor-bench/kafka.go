@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/preservarium/iot-ingestor/internal/meta"
 	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
@@ -87,9 +88,9 @@ func preload(ctx context.Context, brokers string, topic string, count int, badSh
 		s.bytes += int64(len(r.Value))
 		if mapper != nil && r.Expect.Outcome == readinggen.OutcomeStored {
 			m := service.NewMessage(r.Value)
-			m.MetaSetMut("kafka_key", string(r.Key))
-			m.MetaSetMut("kafka_timestamp_ms", fmt.Sprint(r.Timestamp.UnixMilli()))
-			m.MetaSetMut("kafka_topic", topic)
+			m.MetaSetMut(meta.KafkaKey, string(r.Key))
+			m.MetaSetMut(meta.KafkaTimestampMs, r.Timestamp.UnixMilli())
+			m.MetaSetMut(meta.KafkaTopic, topic)
 			chunk = append(chunk, m)
 			if len(chunk) == mapChunk {
 				if err := flushMap(); err != nil {

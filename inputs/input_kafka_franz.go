@@ -204,6 +204,7 @@ record fetched and the partition's high watermark, for the partitions this membe
 				Advanced(),
 		).
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
+		Fields(kafkaclient.TuningFields()...).
 		Fields(
 			service.NewBatchPolicyField(kfiFieldBatching).
 				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. Without it, each partition fetch is one batch."),

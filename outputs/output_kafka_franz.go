@@ -98,6 +98,7 @@ the producer's own retries, so internal retries never duplicate records.
 				Advanced(),
 		).
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
+		Fields(kafkaclient.TuningFields()...).
 		Fields(service.NewBatchPolicyField(kfoFieldBatching)).
 		Example("Report errors", "Writes error records to the pipeline's shared error topic, keyed by request id, with the metadata keys starting with `ingestor_` as headers.", `
 output:

@@ -25,6 +25,8 @@ const (
 	rtpFieldTimeSource        = "time_source"
 	rtpFieldReservedKeys      = "reserved_keys"
 	rtpFieldReservedKeyPrefix = "reserved_key_prefix"
+	rtpFieldMaxFields         = "max_fields"
+	rtpFieldMaxLineBytes      = "max_line_bytes"
 
 	// rtpDefaultMeasurement is mapped natively (no interpolation per message):
 	// the measurement is the device_id.
@@ -97,7 +99,10 @@ A message that cannot be mapped keeps its content and is marked with an error (r
   not an array; `+"`labels`"+` of another length than `+"`values`"+`; a field name used twice; a timestamp that cannot
   be parsed; a value that cannot take its declared type; a name line protocol cannot carry (a newline or
   other control character, a backslash before `+"`,`, `=`, space or `\\`"+`, or at the end); a field key InfluxDB
-  reserves (`+"`time`"+`, a leading `+"`_`"+`) unless `+"`reserved_keys: rename`"+`; a string over 64 KiB.
+  reserves (`+"`time`"+`, a leading `+"`_`"+`) unless `+"`reserved_keys: rename`"+`; a string over 64 KiB; more entries in
+  `+"`values`"+` (or `+"`labels`"+`) than `+"`max_fields`"+`; a line longer than `+"`max_line_bytes`"+`. Both limits name their setting
+  in the reason. `+"`max_fields`"+` is checked before the reading is decoded: a megabyte of `+"`{\"values\":[0,0,...]}`"+` costs
+  a few KB to reject instead of the 355 MB its half a million values took to decode.
 
 Counted in `+"`"+rtpMetricMapped+"`, `"+rtpMetricFiltered+"` and `"+rtpMetricRejected+"`"+` (label `+"`kind`"+`).
 
@@ -167,10 +172,22 @@ Prefer the default measurement: a custom interpolated one evaluates Bloblang on 
 			Default("x_").
 			Example("field_").
 			Advanced()).
+		Field(service.NewIntField(rtpFieldMaxFields).
+			Description("The most entries `values` (and `labels` or `label`) may have, and so the most fields a point may have: each entry is at most one field. A reading over it is a validation error naming this setting; it is checked before the reading is decoded, so a huge array costs no more than its text. Stage 2 publishes 1 to about 20 values per reading.").
+			Default(rtpDefaultMaxFields).
+			Example(200).
+			Advanced()).
+		Field(service.NewIntField(rtpFieldMaxLineBytes).
+			Description("The most bytes of one point's line protocol. A reading whose line would be longer is a validation error naming this setting, found as the line is written. A realistic line is under 1 KB (a few KB with a nested configuration stored as JSON text); the default, 1 MiB, is also the largest record Kafka accepts by default. The InfluxDB output's request size is bounded separately.").
+			Default(rtpDefaultMaxLineBytes).
+			Example(65536).
+			Advanced()).
 		LintRule(`root = [
   if this.reserved_keys.or("reject") == "rename" && this.reserved_key_prefix.or("x_").re_match("^(_|$)") { "reserved_key_prefix must be non-empty and must not start with _ when reserved_keys is rename" },
   if this.tags.or({}).keys().any(k -> k == "time" || k.has_prefix("_") || k == "") { "tag keys may not be empty, time or start with _: InfluxDB rejects them" },
   if this.tags.or({}).values().any(p -> p.trim() == "") { "every tag needs a non-empty path" },
+  if this.max_fields.or(1) < 1 { "max_fields must be at least 1" },
+  if this.max_line_bytes.or(64) < 64 { "max_line_bytes must be at least 64" },
 ].filter(e -> e != null)`).
 		Example("Default mapping", "What the earlier ingestor stored, at microsecond precision.", `
 pipeline:
@@ -338,6 +355,19 @@ func pointMapperFromConfig(conf *service.ParsedConfig) (pointMapper, *service.In
 		}
 	default:
 		return m, nil, fmt.Errorf("field %s: %q is not reject or rename", rtpFieldReservedKeys, reserved)
+	}
+
+	if m.maxFields, err = conf.FieldInt(rtpFieldMaxFields); err != nil {
+		return m, nil, err
+	}
+	if m.maxFields < 1 {
+		return m, nil, fmt.Errorf("field %s: %d must be at least 1", rtpFieldMaxFields, m.maxFields)
+	}
+	if m.maxLineBytes, err = conf.FieldInt(rtpFieldMaxLineBytes); err != nil {
+		return m, nil, err
+	}
+	if m.maxLineBytes < rtpMinLineBytes {
+		return m, nil, fmt.Errorf("field %s: %d must be at least %d", rtpFieldMaxLineBytes, m.maxLineBytes, rtpMinLineBytes)
 	}
 	return m, measurement, nil
 }

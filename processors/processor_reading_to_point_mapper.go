@@ -24,6 +24,8 @@ type pointMapper struct {
 	renameReserved bool  // reserved_keys: rename
 	reservedPrefix string
 	tags           []tagSpec // sorted by key, as InfluxDB prefers
+	maxFields      int       // the most entries values may have
+	maxLineBytes   int       // the most bytes of one point's line
 }
 
 // tagSpec is one configured tag: its key and the path of its value.
@@ -43,6 +45,7 @@ type mapState struct {
 	textBuf  []byte // JSON text of nested values
 	names    []string
 	nameSet  map[string]struct{} // only for messages with many fields
+	cutBuf   []byte              // a reading with its oversized arrays emptied
 }
 
 // namesLinearMax is how many field names are compared one by one before a
@@ -189,6 +192,10 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	// before, and the dedicated checks run instead.
 	scan := scanText(in, true)
 	clean := scan.err == nil && !scan.python
+	// A reading that may hold an array over max_fields is validated without
+	// being parsed, and parsed only once such arrays are emptied (see
+	// oversizedArrays).
+	big := m.maxFields > 0 && mayHoldOversizedArray(in, m.maxFields)
 	// A message with Python tokens is rewritten before it is validated: they
 	// are common, and a failed validation costs more (fastjson builds its error
 	// text) than the rewrite.
@@ -216,8 +223,13 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	// error text is the one reported when it refuses it too.
 	var root *fastjson.Value
 	if !tokens {
-		parsed, perr := st.parser.ParseBytes(in)
-		var terr error
+		var parsed *fastjson.Value
+		var perr, terr error
+		if big {
+			perr = fastjson.ValidateBytes(in)
+		} else {
+			parsed, perr = st.parser.ParseBytes(in)
+		}
 		switch {
 		case perr != nil:
 		case scan.python:
@@ -226,7 +238,7 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 			terr = scan.err
 		}
 		if perr == nil && terr == nil {
-			root = parsed
+			root = parsed // nil when big: parsed below
 		} else {
 			reason := ""
 			if verr := fastjson.ValidateBytes(in); verr != nil {
@@ -249,6 +261,19 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		}
 		fixLoneSurrogates(src)
 		root = nil // parsed before the fix
+	}
+	var oversized *mappingError
+	if big {
+		if kind := jsonKindOf(src); kind != "" {
+			return out, st.undecodable(in, rec, "message is a JSON "+kind+", expected an object")
+		}
+		text, over, n := oversizedArrays(src, m.maxFields, st.cutBuf)
+		if !sameBytes(text, src) {
+			st.cutBuf, src = text, text
+		}
+		if over != "" {
+			oversized = tooManyEntriesErr(over, n, m.maxFields)
+		}
 	}
 	var perr error
 	if root == nil {
@@ -295,6 +320,10 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	if res.requestID == "" {
 		res.requestID = keyRequestID(rec)
 	}
+	if oversized != nil {
+		res.err = oversized
+		return out, res
+	}
 
 	start := len(out)
 	var err *mappingError
@@ -315,6 +344,7 @@ type fields struct {
 }
 
 func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte, rec recordMeta, f fields, measure func([]byte) (string, error), original []byte) ([]byte, bool, int, *mappingError) {
+	lineStart := len(out)
 	// device_id is part of the contract whatever the measurement is.
 	if f.deviceID == nil {
 		return out, false, 0, validationErr("device_id is missing")
@@ -334,6 +364,9 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		return out, false, 0, validationErr("values is " + describe(f.values) + ", expected an array")
 	}
 	vals, _ := f.values.Array()
+	if len(vals) > m.maxFields {
+		return out, false, 0, tooManyEntriesErr("values", len(vals), m.maxFields)
+	}
 
 	// labels wins over the older singular label; null counts as absent.
 	names, namesKey := f.labels, "labels"
@@ -501,12 +534,20 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 				return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "is also a configured tag key")
 			}
 		}
+		// Checked as the line grows, so a reading over the limit costs at most
+		// the limit and one field.
+		if len(out)-lineStart > m.maxLineBytes {
+			return out, false, 0, lineTooLongErr(m.maxLineBytes, i)
+		}
 		written++
 	}
 	if written == 0 {
 		return out, true, nonFinite, nil
 	}
 	out = lineprotocol.AppendTimestamp(out, ts)
+	if len(out)-lineStart > m.maxLineBytes {
+		return out, false, 0, validationErr("the point's line is longer than the " + strconv.Itoa(m.maxLineBytes) + " bytes a line may have (max_line_bytes) once its timestamp is added")
+	}
 	return out, false, nonFinite, nil
 }
 

@@ -45,10 +45,10 @@ const (
 	rtpMetaKafkaKey         = "kafka_key"
 	rtpMetaKafkaTimestampMs = "kafka_timestamp_ms"
 
-	rtpMetricMapped    = "iot_messages_mapped"
-	rtpMetricFiltered  = "iot_messages_filtered"
-	rtpMetricRejected  = "iot_messages_rejected"
-	rtpMetricNonFinite = "iot_values_nonfinite_skipped"
+	rtpMetricMapped     = "iot_messages_mapped"
+	rtpMetricFiltered   = "iot_messages_filtered"
+	rtpMetricRejected   = "iot_messages_rejected"
+	rtpMetricNonFinite  = "iot_values_nonfinite_skipped"
 	rtpMetricTagMissing = "iot_tag_missing"
 
 	// rtpNonFiniteLogEvery bounds the info-level summary of skipped

@@ -5,9 +5,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -25,15 +25,23 @@ const (
 	rtpFieldTimeSource        = "time_source"
 	rtpFieldReservedKeys      = "reserved_keys"
 	rtpFieldReservedKeyPrefix = "reserved_key_prefix"
+	rtpFieldMaxFields         = "max_fields"
+	rtpFieldMaxLineBytes      = "max_line_bytes"
+	rtpFieldStaticTags        = "static_tags"
+	rtpFieldFieldRename       = "field_rename"
+	rtpFieldFieldInclude      = "field_include"
+	rtpFieldFieldExclude      = "field_exclude"
+	rtpFieldFieldTags         = "field_tags"
 
 	// rtpDefaultMeasurement is mapped natively (no interpolation per message):
 	// the measurement is the device_id.
 	rtpDefaultMeasurement = `${! json("device_id") }`
 
-	rtpMetricMapped    = "iot_messages_mapped"
-	rtpMetricFiltered  = "iot_messages_filtered"
-	rtpMetricRejected  = "iot_messages_rejected"
-	rtpMetricNonFinite = "iot_values_nonfinite_skipped"
+	rtpMetricMapped     = "iot_messages_mapped"
+	rtpMetricFiltered   = "iot_messages_filtered"
+	rtpMetricRejected   = "iot_messages_rejected"
+	rtpMetricNonFinite  = "iot_values_nonfinite_skipped"
+	rtpMetricTagMissing = "iot_tag_missing"
 
 	// rtpNonFiniteLogEvery bounds the info-level summary of skipped
 	// non-finite values: a device reporting NaN every second must not flood
@@ -89,7 +97,10 @@ A message that cannot be mapped keeps its content and is marked with an error (r
   not an array; `+"`labels`"+` of another length than `+"`values`"+`; a field name used twice; a timestamp that cannot
   be parsed; a value that cannot take its declared type; a name line protocol cannot carry (a newline or
   other control character, a backslash before `+"`,`, `=`, space or `\\`"+`, or at the end); a field key InfluxDB
-  reserves (`+"`time`"+`, a leading `+"`_`"+`) unless `+"`reserved_keys: rename`"+`; a string over 64 KiB.
+  reserves (`+"`time`"+`, a leading `+"`_`"+`) unless `+"`reserved_keys: rename`"+`; a string over 64 KiB; more entries in
+  `+"`values`"+` (or `+"`labels`"+`) than `+"`max_fields`"+`; a line longer than `+"`max_line_bytes`"+`. Both limits name their setting
+  in the reason. `+"`max_fields`"+` is checked before the reading is decoded: a megabyte of `+"`{\"values\":[0,0,...]}`"+` costs
+  a few KB to reject instead of the 355 MB its half a million values took to decode.
 
 Counted in `+"`"+rtpMetricMapped+"`, `"+rtpMetricFiltered+"` and `"+rtpMetricRejected+"`"+` (label `+"`kind`"+`).
 
@@ -115,13 +126,33 @@ The JSON is decoded with a zero-allocation parser that keeps number literals; th
 one buffer and its metadata text one string, so a message costs about two allocations of its own.
 Prefer the default measurement: a custom interpolated one evaluates Bloblang on a copy of every message.`).
 		Field(service.NewInterpolatedStringField(rtpFieldMeasurement).
-			Description("The measurement of every point. The default is the message's `device_id`, read natively; any other value is an interpolated string evaluated against the original message (as valid JSON) and its metadata.").
+			Description("The measurement of every point. The default is the message's `device_id`, read natively; any other value is an interpolated string evaluated against the original message (as valid JSON) and its metadata. A `${! ... }` section that resolves nothing in a message (a missing key, a null) makes that message a validation error naming the path, instead of a point in a measurement called `null`; give a fallback with `.or(\"...\")` where one is wanted.").
 			Default(rtpDefaultMeasurement).
 			Examples(rtpDefaultMeasurement, `${! json("metadata.datatype_name") }`, "readings")).
 		Field(service.NewStringMapField(rtpFieldTags).
-			Description("Tags to add: tag key -> dotted path of the value in the message (array entries by number, e.g. `labels.0`). A missing, null, empty or non-finite value omits the tag; numbers and booleans are written as their text, arrays and objects as JSON text. Keys are sorted, as InfluxDB prefers. A tag key may not be `time`, start with `_`, or equal a field name of the message.").
+			Description("Tags to add: tag key -> dotted path of the value in the message (array entries by number, e.g. `labels.0`). A missing, null, empty or non-finite value omits the tag from that point, which is counted per tag in `"+rtpMetricTagMissing+"` (label `tag`) and logged once per tag as a warning; numbers and booleans are written as their text, arrays and objects as JSON text. Keys are sorted, as InfluxDB prefers. A tag key may not be `time`, start with `_`, or equal a field name of the message.").
 			Default(map[string]any{}).
 			Example(map[string]any{"index": "index", "datatype": "metadata.datatype_name", "unit": "metadata.datatype_unit"})).
+		Field(service.NewStringMapField(rtpFieldStaticTags).
+			Description("Tags with a fixed value on every point: tag key -> value (Telegraf's `[global_tags]`). A key may not also be set by `tags` or `field_tags`; keys and values follow the rules of `tags`.").
+			Default(map[string]any{}).
+			Example(map[string]any{"site": "paris", "line": "3"})).
+		Field(service.NewStringMapField(rtpFieldFieldRename).
+			Description("Field names to change: the label as it arrives (or `value_{i}` for a value without one) -> the name stored. Applied after `field_include`/`field_exclude` (which see the label as it arrives) and before `reserved_keys`. Two labels may not be renamed to the same name, nor to a tag key.").
+			Default(map[string]any{}).
+			Example(map[string]any{"temp": "temperature", "value_0": "battery_v"})).
+		Field(service.NewStringListField(rtpFieldFieldInclude).
+			Description("When not empty, only values whose label as it arrives (`value_{i}` when there is none) matches one of these glob patterns are stored; the others are skipped like an unpersisted value. Patterns are Go's `path.Match`: `*` any run of characters except `/`, `?` one character, `[a-z]` a class, `\\` escapes; checked at start.").
+			Default([]any{}).
+			Example([]any{"temperature", "hum*", "value_[0-3]"})).
+		Field(service.NewStringListField(rtpFieldFieldExclude).
+			Description("Values whose label as it arrives matches one of these glob patterns (as `field_include`) are skipped like an unpersisted value, even when `field_include` matches them.").
+			Default([]any{}).
+			Example([]any{"debug_*", "rssi"})).
+		Field(service.NewStringListField(rtpFieldFieldTags).
+			Description("Labels whose value is stored as a tag (its text, as for `tags`) instead of a field; the tag key is the label after `field_rename`. The value follows the field rules first (`persist`, `field_include`, `field_exclude`); a null, empty or non-finite one leaves the tag out. A reading left with no field is filtered, as when every value is unpersisted.").
+			Default([]any{}).
+			Example([]any{"firmware", "site_code"})).
 		Field(service.NewStringAnnotatedEnumField(rtpFieldNumbers, map[string]string{
 			"preserve": "An integer literal is an integer field (`21i`), a literal with a fraction or exponent a float (`21.5`), as the upstream types say.",
 			"float":    "Every number is a float field, integers and declared integers included: use it when one field arrives both as `21` and `21.5` and must keep one type.",
@@ -159,15 +190,41 @@ Prefer the default measurement: a custom interpolated one evaluates Bloblang on 
 			Default("x_").
 			Example("field_").
 			Advanced()).
+		Field(service.NewIntField(rtpFieldMaxFields).
+			Description("The most entries `values` (and `labels` or `label`) may have, and so the most fields a point may have: each entry is at most one field. A reading over it is a validation error naming this setting; it is checked before the reading is decoded, so a huge array costs no more than its text. Stage 2 publishes 1 to about 20 values per reading.").
+			Default(rtpDefaultMaxFields).
+			Example(200).
+			Advanced()).
+		Field(service.NewIntField(rtpFieldMaxLineBytes).
+			Description("The most bytes of one point's line protocol. A reading whose line would be longer is a validation error naming this setting, found as the line is written. A realistic line is under 1 KB (a few KB with a nested configuration stored as JSON text); the default, 1 MiB, is also the largest record Kafka accepts by default. The InfluxDB output's request size is bounded separately.").
+			Default(rtpDefaultMaxLineBytes).
+			Example(65536).
+			Advanced()).
 		LintRule(`root = [
   if this.reserved_keys.or("reject") == "rename" && this.reserved_key_prefix.or("x_").re_match("^(_|$)") { "reserved_key_prefix must be non-empty and must not start with _ when reserved_keys is rename" },
   if this.tags.or({}).keys().any(k -> k == "time" || k.has_prefix("_") || k == "") { "tag keys may not be empty, time or start with _: InfluxDB rejects them" },
   if this.tags.or({}).values().any(p -> p.trim() == "") { "every tag needs a non-empty path" },
+  if this.max_fields.or(1) < 1 { "max_fields must be at least 1" },
+  if this.max_line_bytes.or(64) < 64 { "max_line_bytes must be at least 64" },
 ].filter(e -> e != null)`).
 		Example("Default mapping", "What the earlier ingestor stored, at microsecond precision.", `
 pipeline:
   processors:
     - reading_to_point: {}
+`).
+		Example("Telegraf style", "A fixed site tag, the device as a tag of a measurement per datatype, renamed and filtered fields, and the firmware version as a tag.", `
+pipeline:
+  processors:
+    - reading_to_point:
+        measurement: '${! json("metadata.datatype_name") }'
+        tags:
+          device: device_id
+        static_tags:
+          site: paris
+        field_exclude: ["debug_*"]
+        field_rename:
+          temp: temperature
+        field_tags: [firmware]
 `).
 		Example("Tags and types", "Categorise points by datatype, keep every number a float, and rename reserved keys.", `
 pipeline:
@@ -202,6 +259,9 @@ type readingToPoint struct {
 	mRejected    *service.MetricCounter
 	mNonFinite   *service.MetricCounter
 	nonFiniteLog nonFiniteSummary
+	mTagMissing  *service.MetricCounter
+	// tagWarned is set per configured tag once its missing value was logged.
+	tagWarned []atomic.Bool
 }
 
 func newReadingToPoint(conf *service.ParsedConfig, mgr *service.Resources) (*readingToPoint, error) {
@@ -217,6 +277,8 @@ func newReadingToPoint(conf *service.ParsedConfig, mgr *service.Resources) (*rea
 		mFiltered:   mgr.Metrics().NewCounter(rtpMetricFiltered),
 		mRejected:   mgr.Metrics().NewCounter(rtpMetricRejected, "kind"),
 		mNonFinite:  mgr.Metrics().NewCounter(rtpMetricNonFinite),
+		mTagMissing: mgr.Metrics().NewCounter(rtpMetricTagMissing, "tag"),
+		tagWarned:   make([]atomic.Bool, len(m.tags)),
 	}
 	p.states.New = func() any { return new(batchState) }
 	return p, nil
@@ -237,6 +299,13 @@ func pointMapperFromConfig(conf *service.ParsedConfig) (pointMapper, *service.In
 		}
 		if measurement, err = conf.FieldInterpolatedString(rtpFieldMeasurement); err != nil {
 			return m, nil, err
+		}
+		checked, err := nullCheckedMeasurement(rawMeasurement)
+		if err == nil {
+			measurement, err = service.NewInterpolatedString(checked)
+		}
+		if err != nil {
+			return m, nil, fmt.Errorf("field %s: cannot add the check for a section that resolves nothing (write each ${! ... } on one line, without comments): %v", rtpFieldMeasurement, err)
 		}
 	}
 
@@ -261,9 +330,11 @@ func pointMapperFromConfig(conf *service.ParsedConfig) (pointMapper, *service.In
 				return m, nil, fmt.Errorf("field %s: tag %q has the path %q with an empty segment", rtpFieldTags, key, path)
 			}
 		}
-		m.tags = append(m.tags, tagSpec{key: key, path: segments, desc: path})
+		m.tags = append(m.tags, tagSpec{key: key, kind: tagFromPath, path: segments, desc: path})
 	}
-	sort.Slice(m.tags, func(i, j int) bool { return m.tags[i].key < m.tags[j].key })
+	if err := mappingRulesFromConfig(conf, &m); err != nil {
+		return m, nil, err
+	}
 
 	numbers, err := conf.FieldString(rtpFieldNumbers)
 	if err != nil {
@@ -331,6 +402,19 @@ func pointMapperFromConfig(conf *service.ParsedConfig) (pointMapper, *service.In
 	default:
 		return m, nil, fmt.Errorf("field %s: %q is not reject or rename", rtpFieldReservedKeys, reserved)
 	}
+
+	if m.maxFields, err = conf.FieldInt(rtpFieldMaxFields); err != nil {
+		return m, nil, err
+	}
+	if m.maxFields < 1 {
+		return m, nil, fmt.Errorf("field %s: %d must be at least 1", rtpFieldMaxFields, m.maxFields)
+	}
+	if m.maxLineBytes, err = conf.FieldInt(rtpFieldMaxLineBytes); err != nil {
+		return m, nil, err
+	}
+	if m.maxLineBytes < rtpMinLineBytes {
+		return m, nil, fmt.Errorf("field %s: %d must be at least %d", rtpFieldMaxLineBytes, m.maxLineBytes, rtpMinLineBytes)
+	}
 	return m, measurement, nil
 }
 
@@ -356,6 +440,9 @@ type batchState struct {
 	lines   []byte    // the lines of the batch's points
 	metaBuf []byte    // the request ids, and the originals that had to be re-encoded
 	spans   []rtpSpan // where each message's results are in lines and meta
+	// tagMissing counts, per configured tag, the points of the batch stored
+	// without it.
+	tagMissing []int64
 }
 
 // ProcessBatch maps every message of the batch. Lines go into one buffer and
@@ -408,6 +495,9 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 		metaBuf = append(metaBuf, res.requestID...)
 		sp.idEnd = len(metaBuf)
 		sp.filtered, sp.nonFinite, sp.err = res.filtered, res.nonFinite, res.err
+		if len(st.missing) > 0 && res.err == nil && !res.filtered {
+			p.countMissingTags(bs, st.missing, res.requestID)
+		}
 	}
 
 	metaText := string(metaBuf)
@@ -460,11 +550,34 @@ func (p *readingToPoint) ProcessBatch(ctx context.Context, batch service.Message
 	if nonFinite > 0 {
 		p.mNonFinite.Incr(nonFinite)
 	}
+	for i, n := range bs.tagMissing {
+		if n > 0 {
+			p.mTagMissing.Incr(n, p.mapper.tags[i].key)
+			bs.tagMissing[i] = 0
+		}
+	}
 	if len(out) == 0 {
 		// Every message was filtered: returning no batch acknowledges them.
 		return nil, nil
 	}
 	return []service.MessageBatch{out}, nil
+}
+
+// countMissingTags counts the tags a stored point was left without, and logs
+// the first time each one is: a path that resolves nothing is most often a
+// mistake in the configuration or a change upstream, which the count alone
+// would hide.
+func (p *readingToPoint) countMissingTags(bs *batchState, missing []int, requestID string) {
+	if len(bs.tagMissing) < len(p.mapper.tags) {
+		bs.tagMissing = make([]int64, len(p.mapper.tags))
+	}
+	for _, i := range missing {
+		bs.tagMissing[i]++
+		if p.tagWarned[i].CompareAndSwap(false, true) {
+			tag := &p.mapper.tags[i]
+			p.log.With("request_id", requestID).Warnf("reading_to_point: the path %s of tag %q resolved nothing (missing, null, empty or non-finite), so the point was stored without that tag; later ones are counted in %s{tag=%q} without a log line", tag.desc, tag.key, rtpMetricTagMissing, tag.key)
+		}
+	}
 }
 
 // Close releases nothing: the processor holds no connections.

@@ -245,3 +245,30 @@ func BenchmarkReadingToPointMapperGenerated(b *testing.B) {
 		}
 	})
 }
+
+// hugeZerosReading is a reading of about size bytes whose values are all 0: the
+// cheapest text per value, and so the most values a record of that size holds.
+func hugeZerosReading(size int) []byte {
+	const head, tail = `{"request_id":"huge-1","device_id":"d","timestamp":"2025-06-08T18:27:17","values":[`, `0]}`
+	n := (size - len(head) - len(tail)) / 2
+	return []byte(head + strings.Repeat("0,", n) + tail)
+}
+
+// BenchmarkReadingToPointHugeReading maps a 1 MB reading of {"values":[0,0,...]}
+// (half a million values) through the processor, each op with a fresh processor
+// so the parser's reused memory does not hide the cost: B/op is what one such
+// reading costs the first time it arrives.
+func BenchmarkReadingToPointHugeReading(b *testing.B) {
+	in := hugeZerosReading(1 << 20)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		p := newTestReadingToPoint(b, "")
+		msg := service.NewMessage(in)
+		msg.MetaSetMut("kafka_timestamp_ms", "1749996800123")
+		b.StartTimer()
+		if _, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -86,3 +86,49 @@ func TestReadingToPointEscapingInInfluxDB(t *testing.T) {
 		t.Errorf("field types: got %v, want %v", types, wantTypes)
 	}
 }
+
+// TestReadingToPointLimitsInInfluxDB writes the largest points the default
+// limits let through to a real InfluxDB: a reading of max_fields values, and
+// one whose line is just under max_line_bytes. Both are stored whole, so the
+// defaults refuse nothing InfluxDB would take from a reading of that size; the
+// readings one over are validation errors and never reach it.
+func TestReadingToPointLimitsInInfluxDB(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	const db = "rtp_limits"
+	srv.CreateDatabase(db)
+	p := newTestReadingToPoint(t, "")
+
+	const ts = `"timestamp":"2025-06-08T18:27:17"`
+	long := `"` + strings.Repeat("x", 65000) + `"`
+	wide := runRTP(t, p, `{"device_id":"wide","values":[`+zeros(rtpDefaultMaxFields)+`],`+ts+`}`, nil)
+	tall := runRTP(t, p, `{"device_id":"tall","values":[`+strings.Repeat(long+",", 15)+long+`],`+ts+`}`, nil)
+	for name, r := range map[string]rtpResult{"wide": wide, "tall": tall} {
+		if r.err != "" || r.dropped {
+			t.Fatalf("%s: error %q, dropped %v", name, r.err, r.dropped)
+		}
+	}
+	if n := len(tall.line); n > rtpDefaultMaxLineBytes || n < rtpDefaultMaxLineBytes-16*1024 {
+		t.Fatalf("the tall line is %d bytes, want just under %d", n, rtpDefaultMaxLineBytes)
+	}
+	if code, body := srv.WriteLP(db, wide.line+"\n"+tall.line); code != 204 {
+		t.Fatalf("InfluxDB refused the lines (%d %s)", code, body)
+	}
+	for measurement, fields := range map[string]int{"wide": rtpDefaultMaxFields, "tall": 16} {
+		series := srv.Query(db, `SELECT * FROM "`+measurement+`"`)
+		if len(series) != 1 || len(series[0].Rows()) != 1 {
+			t.Fatalf("%s: want one point, got %v", measurement, series)
+		}
+		row := series[0].Rows()[0]
+		if len(row) != fields+1 { // time and the fields
+			t.Errorf("%s: stored %d columns, want %d fields and time", measurement, len(row), fields)
+		}
+		if measurement == "tall" && row["value_15"] != strings.Repeat("x", 65000) {
+			t.Errorf("tall: value_15 not stored whole")
+		}
+	}
+
+	over := runRTP(t, p, `{"device_id":"wide","values":[`+zeros(rtpDefaultMaxFields+1)+`],`+ts+`}`, nil)
+	if !strings.Contains(over.err, "(max_fields)") {
+		t.Errorf("one value more: error %q, want the max_fields error", over.err)
+	}
+}

@@ -25,13 +25,27 @@ type pointMapper struct {
 	renameReserved bool  // reserved_keys: rename
 	reservedPrefix string
 	tags           []tagSpec // sorted by key, as InfluxDB prefers
+	maxFields      int       // the most entries values may have
+	maxLineBytes   int       // the most bytes of one point's line
+	fieldRules               // field_rename, field_include, field_exclude, field_tags
 }
 
-// tagSpec is one configured tag: its key and the path of its value.
+// tagKind is where a configured tag's value comes from.
+type tagKind uint8
+
+const (
+	tagFromPath  tagKind = iota // tags: a path in the message
+	tagStatic                   // static_tags: a fixed value
+	tagFromValue                // field_tags: the value of a label
+)
+
+// tagSpec is one configured tag: its key and where its value comes from.
 type tagSpec struct {
 	key  string
-	path []string
-	desc string // the dotted path, for error messages
+	kind tagKind
+	path []string // tagFromPath
+	desc string   // tagFromPath: the dotted path, for error messages
+	pair []byte   // tagStatic: ",key=value", escaped
 }
 
 // mapState is the scratch one goroutine reuses from message to message, so the
@@ -44,6 +58,20 @@ type mapState struct {
 	textBuf  []byte // JSON text of nested values
 	names    []string
 	nameSet  map[string]struct{} // only for messages with many fields
+	cutBuf   []byte              // a reading with its oversized arrays emptied
+	// missing lists the path tags (indexes in pointMapper.tags) that resolved
+	// nothing in the last message, for iot_tag_missing.
+	missing []int
+	// valueTags holds, per configured tag, the value a field_tags label gave
+	// in this message; their text is in valueTagText.
+	valueTags    []valueTag
+	valueTagText []byte
+}
+
+// valueTag is what one field_tags label gave in a message.
+type valueTag struct {
+	seen       bool // the label was there (stored or not)
+	start, end int  // its text in valueTagText; empty when left out
 }
 
 // namesLinearMax is how many field names are compared one by one before a
@@ -189,11 +217,16 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	var res mapOutcome
 	src := in
 	res.original = in
+	st.missing = st.missing[:0]
 	// One pass over the text checks its tokens and finds what else the mapping
 	// looks for. Where it stopped at an error, its findings cover only the text
 	// before, and the dedicated checks run instead.
 	scan := scanText(in, true)
 	clean := scan.err == nil && !scan.python
+	// A reading that may hold an array over max_fields is validated without
+	// being parsed, and parsed only once such arrays are emptied (see
+	// oversizedArrays).
+	big := m.maxFields > 0 && mayHoldOversizedArray(in, m.maxFields)
 	// A message with Python tokens is rewritten before it is validated: they
 	// are common, and a failed validation costs more (fastjson builds its error
 	// text) than the rewrite.
@@ -221,8 +254,13 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	// error text is the one reported when it refuses it too.
 	var root *fastjson.Value
 	if !tokens {
-		parsed, perr := st.parser.ParseBytes(in)
-		var terr error
+		var parsed *fastjson.Value
+		var perr, terr error
+		if big {
+			perr = fastjson.ValidateBytes(in)
+		} else {
+			parsed, perr = st.parser.ParseBytes(in)
+		}
 		switch {
 		case perr != nil:
 		case scan.python:
@@ -231,7 +269,7 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 			terr = scan.err
 		}
 		if perr == nil && terr == nil {
-			root = parsed
+			root = parsed // nil when big: parsed below
 		} else {
 			reason := ""
 			if verr := fastjson.ValidateBytes(in); verr != nil {
@@ -254,6 +292,19 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 		}
 		fixLoneSurrogates(src)
 		root = nil // parsed before the fix
+	}
+	var oversized *mappingError
+	if big {
+		if kind := jsonKindOf(src); kind != "" {
+			return out, st.undecodable(in, rec, "message is a JSON "+kind+", expected an object")
+		}
+		text, over, n := oversizedArrays(src, m.maxFields, st.cutBuf)
+		if !sameBytes(text, src) {
+			st.cutBuf, src = text, text
+		}
+		if over != "" {
+			oversized = tooManyEntriesErr(over, n, m.maxFields)
+		}
 	}
 	var perr error
 	if root == nil {
@@ -300,6 +351,10 @@ func (m *pointMapper) mapReading(st *mapState, in []byte, rec recordMeta, out []
 	if res.requestID == "" {
 		res.requestID = keyRequestID(rec)
 	}
+	if oversized != nil {
+		res.err = oversized
+		return out, res
+	}
 
 	start := len(out)
 	var err *mappingError
@@ -320,6 +375,7 @@ type fields struct {
 }
 
 func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte, rec recordMeta, f fields, measure func([]byte) (string, error), original []byte) ([]byte, bool, int, *mappingError) {
+	lineStart := len(out)
 	// device_id is part of the contract whatever the measurement is.
 	if f.deviceID == nil {
 		return out, false, 0, validationErr("device_id is missing")
@@ -339,6 +395,9 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		return out, false, 0, validationErr("values is " + describe(f.values) + ", expected an array")
 	}
 	vals, _ := f.values.Array()
+	if len(vals) > m.maxFields {
+		return out, false, 0, tooManyEntriesErr("values", len(vals), m.maxFields)
+	}
 
 	// labels wins over the older singular label; null counts as absent.
 	names, namesKey := f.labels, "labels"
@@ -408,20 +467,40 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 	if measure != nil {
 		s, err := measure(original)
 		if err != nil {
-			return out, false, 0, validationErr("measurement interpolation failed: " + oneLine(err.Error()))
+			return out, false, 0, measurementErr(err)
 		}
 		measurement, what = s, "measurement"
 	}
 	if why := lineprotocol.CheckMeasurement(measurement); why != "" {
 		return out, false, 0, validationErr(what + " " + quoteForError(measurement) + " " + why)
 	}
+	if len(m.valueTagIndex) > 0 {
+		// field_tags: the tags come before the fields on the line, so the
+		// values they take are found first.
+		if err := m.collectValueTags(st, vals, nameList, namesKey, persistAll, persistList); err != nil {
+			return out, false, 0, err
+		}
+	}
 	out = lineprotocol.AppendMeasurement(out, measurement)
 	for i := range m.tags {
 		tag := &m.tags[i]
-		var err *mappingError
-		out, err = m.appendTag(st, root, tag, out)
-		if err != nil {
-			return out, false, 0, err
+		switch tag.kind {
+		case tagFromPath:
+			var err *mappingError
+			var missing bool
+			out, missing, err = m.appendTag(st, root, tag, out)
+			if err != nil {
+				return out, false, 0, err
+			}
+			if missing {
+				st.missing = append(st.missing, i)
+			}
+		case tagStatic:
+			out = append(out, tag.pair...)
+		case tagFromValue:
+			if vt := st.valueTags[i]; vt.end > vt.start {
+				out = appendTagPair(out, tag.key, b2s(st.valueTagText[vt.start:vt.end]))
+			}
 		}
 	}
 
@@ -429,41 +508,34 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 	nonFinite := 0
 	written := 0
 	for i, v := range vals {
-		if persistList != nil {
-			if i < len(persistList) {
-				switch persistList[i].Type() {
-				case fastjson.TypeFalse:
-					continue
-				case fastjson.TypeTrue, fastjson.TypeNull:
-				default:
-					return out, false, 0, validationErr("metadata.persist[" + strconv.Itoa(i) + "] is " + describe(persistList[i]) + ", expected a boolean")
-				}
-			}
-		} else if !persistAll {
+		if keep, err := persisted(persistAll, persistList, i); err != nil {
+			return out, false, 0, err
+		} else if !keep {
 			continue
+		}
+		// Field name: the label, or value_{i} when there is none.
+		name, fromLabel, err := valueLabel(nameList, namesKey, i)
+		if err != nil {
+			return out, false, 0, err
+		}
+		if m.fieldRules.set {
+			// The label as it arrives selects the value; field_tags labels
+			// were written among the tags; then the rename.
+			if !m.selects(name) {
+				continue
+			}
+			if _, isTag := m.valueTagIndex[name]; isTag {
+				continue
+			}
+			if to, ok := m.rename[name]; ok {
+				name = to
+			}
 		}
 		decl := declNone
 		if i < len(typeList) {
-			var err *mappingError
 			if decl, err = parseDeclared(typeList[i], i); err != nil {
 				return out, false, 0, err
 			}
-		}
-
-		// Field name: the label, or value_{i} when there is none.
-		name, fromLabel := "", false
-		if nameList != nil {
-			switch nameList[i].Type() {
-			case fastjson.TypeString:
-				b, _ := nameList[i].StringBytes()
-				name, fromLabel = b2s(b), true
-			case fastjson.TypeNull:
-			default:
-				return out, false, 0, validationErr(namesKey + "[" + strconv.Itoa(i) + "] is " + describe(nameList[i]) + ", expected a string or null")
-			}
-		}
-		if name == "" {
-			name, fromLabel = valueName(i), false
 		}
 		reserved := lineprotocol.IsReservedKey(name)
 		if reserved && m.renameReserved {
@@ -479,7 +551,6 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 		out = lineprotocol.AppendKey(out, name)
 		out = append(out, '=')
 		var skip, nf bool
-		var err *mappingError
 		out, skip, nf, err = m.appendValue(st, out, v, decl, i)
 		if err != nil {
 			return out, false, 0, err
@@ -506,12 +577,20 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 				return out, false, 0, fieldNameErr(name, namesKey, fromLabel, i, "is also a configured tag key")
 			}
 		}
+		// Checked as the line grows, so a reading over the limit costs at most
+		// the limit and one field.
+		if len(out)-lineStart > m.maxLineBytes {
+			return out, false, 0, lineTooLongErr(m.maxLineBytes, i)
+		}
 		written++
 	}
 	if written == 0 {
 		return out, true, nonFinite, nil
 	}
 	out = lineprotocol.AppendTimestamp(out, ts)
+	if len(out)-lineStart > m.maxLineBytes {
+		return out, false, 0, validationErr("the point's line is longer than the " + strconv.Itoa(m.maxLineBytes) + " bytes a line may have (max_line_bytes) once its timestamp is added")
+	}
 	return out, false, nonFinite, nil
 }
 
@@ -767,44 +846,90 @@ func (m *pointMapper) timestamp(v *fastjson.Value, rec recordMeta) (int64, *mapp
 	return truncateTime(rec.timestampMs*1_000_000, m.precisionNs), nil
 }
 
-// appendTag appends ,key=value for a configured tag, or nothing when the value
-// is missing, null, empty or non-finite.
-func (m *pointMapper) appendTag(st *mapState, root *fastjson.Value, tag *tagSpec, out []byte) ([]byte, *mappingError) {
+// appendTag appends ,key=value for a tag from a path, or nothing when the
+// value is missing, null, empty or non-finite, which missing reports.
+func (m *pointMapper) appendTag(st *mapState, root *fastjson.Value, tag *tagSpec, out []byte) (_ []byte, missing bool, _ *mappingError) {
 	v := root.Get(tag.path...)
 	if v == nil {
-		return out, nil
+		return out, true, nil
 	}
-	var text string
+	text := st.tagText(v)
+	if text == "" {
+		return out, true, nil
+	}
+	if why := lineprotocol.CheckName(text); why != "" {
+		return out, false, validationErr("tag " + quoteForError(tag.key) + " from " + tag.desc + " " + quoteForError(text) + " " + why)
+	}
+	return appendTagPair(out, tag.key, text), false, nil
+}
+
+// tagText is a value's text as a tag: "" (left out) for null and non-finite
+// numbers, a number's literal, true or false, and JSON text for arrays and
+// objects. The result may view the state's buffers until the next call.
+func (st *mapState) tagText(v *fastjson.Value) string {
 	switch v.Type() {
 	case fastjson.TypeNull:
-		return out, nil
+		return ""
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		text = b2s(b)
+		return b2s(b)
 	case fastjson.TypeNumber:
 		st.scratch = rawLiteral(v, st.scratch)
 		if isNonFiniteLiteral(st.scratch) {
-			return out, nil
+			return ""
 		}
-		text = b2s(st.scratch)
+		return b2s(st.scratch)
 	case fastjson.TypeTrue:
-		text = "true"
+		return "true"
 	case fastjson.TypeFalse:
-		text = "false"
+		return "false"
 	default:
 		st.textBuf = appendJSON(st.textBuf[:0], v)
-		text = b2s(st.textBuf)
+		return b2s(st.textBuf)
 	}
-	if text == "" {
-		return out, nil
-	}
-	if why := lineprotocol.CheckName(text); why != "" {
-		return out, validationErr("tag " + quoteForError(tag.key) + " from " + tag.desc + " " + quoteForError(text) + " " + why)
-	}
+}
+
+// appendTagPair appends ,key=value, escaped.
+func appendTagPair(out []byte, key, value string) []byte {
 	out = append(out, ',')
-	out = lineprotocol.AppendKey(out, tag.key)
+	out = lineprotocol.AppendKey(out, key)
 	out = append(out, '=')
-	return lineprotocol.AppendKey(out, text), nil
+	return lineprotocol.AppendKey(out, value)
+}
+
+// persisted reads metadata.persist for the value at i: a list of flags (a
+// missing or null entry means store), else the flag for the whole message.
+func persisted(all bool, list []*fastjson.Value, i int) (bool, *mappingError) {
+	if list == nil {
+		return all, nil
+	}
+	if i >= len(list) {
+		return true, nil
+	}
+	switch list[i].Type() {
+	case fastjson.TypeFalse:
+		return false, nil
+	case fastjson.TypeTrue, fastjson.TypeNull:
+		return true, nil
+	}
+	return false, validationErr("metadata.persist[" + strconv.Itoa(i) + "] is " + describe(list[i]) + ", expected a boolean")
+}
+
+// valueLabel is the name of the value at i before any rule: its label, or
+// value_{i} when there is none (fromLabel false).
+func valueLabel(nameList []*fastjson.Value, namesKey string, i int) (name string, fromLabel bool, _ *mappingError) {
+	if nameList != nil {
+		switch nameList[i].Type() {
+		case fastjson.TypeString:
+			if b, _ := nameList[i].StringBytes(); len(b) > 0 {
+				return b2s(b), true, nil
+			}
+		case fastjson.TypeNull:
+		default:
+			return "", false, validationErr(namesKey + "[" + strconv.Itoa(i) + "] is " + describe(nameList[i]) + ", expected a string or null")
+		}
+	}
+	return valueName(i), false, nil
 }
 
 // keyRequestID is the request id used when the message has none: the record

@@ -15,23 +15,19 @@ import (
 )
 
 // countingExporter is a metrics exporter that sums counters by name and by
-// the value of their kind label, so a test can read what a component counted.
+// the value of their kind or tag label, so a test can read what a component counted.
 type countingExporter struct {
 	mu     sync.Mutex
 	counts map[string]int64
 }
 
 func (e *countingExporter) NewCounterCtor(name string, labelKeys ...string) service.MetricsExporterCounterCtor {
-	kindAt := -1
-	for i, k := range labelKeys {
-		if k == "kind" {
-			kindAt = i
-		}
-	}
 	return func(labelValues ...string) service.MetricsExporterCounter {
 		key := name
-		if kindAt >= 0 && kindAt < len(labelValues) {
-			key += "{kind=" + labelValues[kindAt] + "}"
+		for i, k := range labelKeys {
+			if (k == "kind" || k == "tag") && i < len(labelValues) {
+				key += "{" + k + "=" + labelValues[i] + "}"
+			}
 		}
 		return countingCounter{e: e, key: key}
 	}

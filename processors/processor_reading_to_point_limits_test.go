@@ -1,0 +1,127 @@
+package processors
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/meta"
+)
+
+// zeros is n comma-separated zeros.
+func zeros(n int) string { return strings.TrimSuffix(strings.Repeat("0,", n), ",") }
+
+// TestReadingToPointLimits checks max_fields and max_line_bytes: a reading over
+// either is a validation error naming the setting, whichever path (the cheap
+// one, or the guard that empties oversized arrays before decoding) finds it,
+// and a reading at the limit is mapped.
+func TestReadingToPointLimits(t *testing.T) {
+	const ts = `"timestamp":"2025-06-08T18:27:17"`
+	const tsNs = " 1749407237000000000"
+	cases := []struct {
+		name, conf, input string
+		line, err         string
+		requestID         string
+	}{
+		{name: "at max_fields", conf: "max_fields: 3", input: `{"device_id":"d","values":[0,0,0],` + ts + `}`, line: `d value_0=0i,value_1=0i,value_2=0i` + tsNs},
+		{name: "over max_fields", conf: "max_fields: 3", input: `{"request_id":"r1","device_id":"d","values":[0,0,0,0],` + ts + `}`, requestID: "r1",
+			err: `validation: values has 4 entries, more than the 3 fields a point may have (max_fields)`},
+		{name: "over max_fields, spaced, python tokens", conf: "max_fields: 3", input: `{"request_id": "r2", "device_id": "d", "values": [NaN, Infinity, -Infinity, 1], ` + ts + `}`, requestID: "r2",
+			err: `validation: values has 4 entries, more than the 3 fields a point may have (max_fields)`},
+		{name: "over max_fields with nested entries", conf: "max_fields: 3", input: `{"device_id":"d","values":[[1,2,3],{"a":[4,5]},"x,y",0],` + ts + `}`,
+			err: `validation: values has 4 entries, more than the 3 fields a point may have (max_fields)`},
+		{name: "nested commas are not entries", conf: "max_fields: 3", input: `{"device_id":"d","values":[[1,2,3,4,5],"a,b,c,d"],` + ts + `}`, line: `d value_0="[1,2,3,4,5]",value_1="a,b,c,d"` + tsNs},
+		{name: "labels over max_fields", conf: "max_fields: 3", input: `{"request_id":"r3","device_id":"d","values":[0],"labels":["a","b","c","d","e"],` + ts + `}`, requestID: "r3",
+			err: `validation: labels has 5 entries, more than the 3 fields a point may have (max_fields)`},
+		{name: "label over max_fields ignored when labels wins", conf: "max_fields: 3", input: `{"device_id":"d","values":[0],"labels":["a"],"label":["a","b","c","d","e"],` + ts + `}`, line: `d a=0i` + tsNs},
+		{name: "earlier duplicate values over max_fields ignored", conf: "max_fields: 3", input: `{"device_id":"d","values":[0,0,0,0,0],"values":[1],` + ts + `}`, line: `d value_0=1i` + tsNs},
+		{name: "later duplicate values over max_fields", conf: "max_fields: 3", input: `{"device_id":"d","values":[1],"values":[0,0,0,0,0],` + ts + `}`,
+			err: `validation: values has 5 entries, more than the 3 fields a point may have (max_fields)`},
+		{name: "escaped key", conf: "max_fields: 3", input: `{"device_id":"d","valu\u0065s":[0,0,0,0],` + ts + `}`,
+			err: `validation: values has 4 entries, more than the 3 fields a point may have (max_fields)`},
+		{name: "oversized but not json is a decode error", conf: "max_fields: 3", input: `{"device_id":"d","values":[0,0,0,0,],` + ts + `}`,
+			err: `decode: message is not JSON: cannot parse JSON: cannot parse object: cannot parse object value: cannot parse array: cannot parse array value: cannot parse number: expecting 0..9 digit, got ]; unparsed tail: "],\"timestamp\":\"2025-06-08T18:27:17\"}"`},
+		{name: "oversized with a control character is a decode error", conf: "max_fields: 3", input: "{\"device_id\":\"d\x01\\n\",\"values\":[0,0,0,0]}",
+			err: `decode: message is not JSON: string cannot contain control char 0x01`},
+		{name: "oversized invalid utf-8 is a decode error", conf: "max_fields: 3", input: "{\"device_id\":\"d\xff\",\"values\":[0,0,0,0]}",
+			err: `decode: message is not valid UTF-8 text`},
+		{name: "oversized top-level array is a decode error", conf: "max_fields: 3", input: `[0,0,0,0,0,0,0,0]`, err: `decode: message is a JSON array, expected an object`},
+		{name: "other validation errors still reported", conf: "max_fields: 3", input: `{"device_id":"","values":[0],"metadata":{"junk":[0,0,0,0,0]},` + ts + `}`, err: `validation: device_id is empty`},
+		{name: "default max_fields", input: `{"device_id":"d","values":[` + zeros(1001) + `],` + ts + `}`,
+			err: `validation: values has 1001 entries, more than the 1000 fields a point may have (max_fields)`},
+		{name: "default max_fields reached", input: `{"device_id":"d","values":[` + zeros(1000) + `],` + ts + `}`, line: `d ` + zerosLine(1000) + tsNs},
+
+		// `d value_0="` and `" 1749407237000000000` are 32 bytes.
+		{name: "at max_line_bytes", conf: "max_line_bytes: 64", input: `{"device_id":"d","values":["` + strings.Repeat("x", 32) + `"],` + ts + `}`, line: `d value_0="` + strings.Repeat("x", 32) + `"` + tsNs},
+		{name: "over max_line_bytes with the timestamp", conf: "max_line_bytes: 64", input: `{"device_id":"d","values":["` + strings.Repeat("x", 33) + `"],` + ts + `}`,
+			err: `validation: the point's line is longer than the 64 bytes a line may have (max_line_bytes) once its timestamp is added`},
+		{name: "over max_line_bytes at a field", conf: "max_line_bytes: 64", input: `{"device_id":"d","values":[1,"` + strings.Repeat("x", 60) + `",2],` + ts + `}`,
+			err: `validation: the point's line is longer than the 64 bytes a line may have (max_line_bytes) once values[1] is added`},
+		{name: "default max_line_bytes", input: `{"device_id":"d","values":[` + strings.Repeat(`"`+strings.Repeat("x", 65000)+`",`, 17) + `1],` + ts + `}`,
+			err: `validation: the point's line is longer than the 1048576 bytes a line may have (max_line_bytes) once values[16] is added`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := newTestReadingToPoint(t, c.conf)
+			r := runRTP(t, p, c.input, nil)
+			if r.err != c.err {
+				t.Errorf("error\n got: %s\nwant: %s", r.err, c.err)
+			}
+			if r.line != c.line {
+				t.Errorf("line\n got: %.200s\nwant: %.200s", r.line, c.line)
+			}
+			if c.requestID != "" && r.requestID != c.requestID {
+				t.Errorf("request id %q, want %q", r.requestID, c.requestID)
+			}
+			if r.original != c.input && !strings.HasPrefix(r.err, "decode") && !strings.Contains(c.input, "Infinity") {
+				t.Errorf("iot_original is not the input: %.200s", r.original)
+			}
+		})
+	}
+}
+
+// zerosLine is value_0=0i,...,value_{n-1}=0i.
+func zerosLine(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(valueName(i) + "=0i")
+	}
+	return b.String()
+}
+
+// TestReadingToPointHugeReadingAllocates maps a 1 MB reading of
+// {"values":[0,0,...]} with a fresh processor and checks how many bytes that
+// allocated (the runtime's count, not a timing). Before max_fields it took
+// 355 MB (BenchmarkReadingToPointHugeReading).
+func TestReadingToPointHugeReadingAllocates(t *testing.T) {
+	in := hugeZerosReading(1 << 20)
+	p := newTestReadingToPoint(t, "")
+	msg := service.NewMessage(in)
+	msg.MetaSetMut("kafka_timestamp_ms", "1749996800123")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	out, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0][0].GetError() == nil || !strings.Contains(out[0][0].GetError().Error(), "(max_fields)") {
+		t.Fatalf("want the reading rejected for max_fields, got %v", out)
+	}
+	const limit = 8 << 20
+	if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+		t.Errorf("mapping a 1 MB reading allocated %d bytes, want at most %d", got, limit)
+	} else {
+		t.Logf("mapping a %d-byte reading allocated %d bytes", len(in), got)
+	}
+	if id, _ := msg.MetaGet(meta.RequestID); id != "huge-1" {
+		t.Errorf("request id %q, want huge-1", id)
+	}
+}

@@ -75,6 +75,17 @@ func TestVersionFromBuildInfo(t *testing.T) {
 		t.Fatalf("--version printed %q, want %q (from go version -m)", out, want)
 	}
 	t.Logf("--version of a -buildvcs=true build: %q", out)
+	// In a clone (a .git directory, as CI has) the go command stamps the revision: then the
+	// version must carry it, whatever go version -m says.
+	if fi, err := os.Stat("../.git"); err == nil && fi.IsDir() {
+		head, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+		if err != nil {
+			t.Fatalf("git rev-parse: %v", err)
+		}
+		if !strings.Contains(version, strings.TrimSpace(string(head))) {
+			t.Fatalf("in a git clone --version printed %q, want the revision %s in it", version, head)
+		}
+	}
 
 	linked := buildIngestor(t, "-buildvcs=false", "-ldflags", "-X main.Version=v9.8.7-test")
 	if out, err := exec.Command(linked, "--version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "Version: v9.8.7-test\n") {

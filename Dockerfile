@@ -5,7 +5,8 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+# Empty: --version reports the build info (module version or VCS revision), "dev" without one.
+ARG VERSION=
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath \
       -ldflags "-s -w -X main.Version=${VERSION}" \
       -o /out/ingestor ./cmd/ingestor

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
 )
@@ -29,6 +30,7 @@ const waitFor = 60 * time.Second
 
 func startBroker(t testing.TB, o devbroker.Options) *devbroker.Broker {
 	t.Helper()
+	devbrokertest.Gate(t)
 	b, err := devbroker.Start(o)
 	if err != nil {
 		t.Fatalf("starting the embedded broker: %v", err)
@@ -260,6 +262,7 @@ kafka_franz:
 
 func requireKcat(t testing.TB) string {
 	t.Helper()
+	devbrokertest.Gate(t)
 	p, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatalf("kcat not found on PATH: install it with `apt-get update && apt-get install -y kcat`")
@@ -567,6 +570,7 @@ func TestKafkaFranzInputReconnectsAfterBrokerOutage(t *testing.T) {
 		topic = "outage"
 		group = "g-outage"
 	)
+	devbrokertest.Gate(t)
 	dir := t.TempDir()
 	b1, err := devbroker.Start(devbroker.Options{Topics: []string{topic}, Partitions: 2, DataDir: dir})
 	if err != nil {

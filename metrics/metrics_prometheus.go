@@ -64,6 +64,13 @@ reports them (the names end in `+"`_ns`"+`), with the quantiles of `+"`"+pmField
 With `+"`"+pmFieldUseHistogramTiming+"`"+` they are histograms instead, observed in **seconds**
 so that the usual bucket boundaries fit, and can be aggregated across instances.
 
+### Readiness
+
+`+"`ingestor_ready`"+` is 1 when `+"`GET /ready`"+` would answer 200 at the moment of the scrape (every input
+and every output connected) and 0 when it would answer 503, so that an alert on readiness needs
+only the scrape of `+"`/metrics`"+`. It is 0 until the stream has started, and in a process other than
+the ingestor binary (which is what tells the exporter how to read the stream's readiness).
+
 ### Push and file output
 
 With `+"`"+pmFieldPushURL+"`"+` the metrics are also pushed to a Prometheus Pushgateway (a PUT
@@ -335,6 +342,9 @@ func newPrometheusExporter(c promExporterConfig, log *service.Logger) (*promethe
 		reg:      prometheus.NewRegistry(),
 		families: map[string]*promFamily{},
 		warned:   map[string]bool{},
+	}
+	if err := e.reg.Register(newReadyGauge()); err != nil {
+		return nil, fmt.Errorf("metrics prometheus: registering %s: %w", ReadyMetricName, err)
 	}
 	if c.processMetrics {
 		if err := e.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {

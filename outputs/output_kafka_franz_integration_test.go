@@ -16,11 +16,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 )
 
 func startKafka(t testing.TB, o devbroker.Options) *devbroker.Broker {
 	t.Helper()
+	devbrokertest.Gate(t)
 	b, err := devbroker.Start(o)
 	if err != nil {
 		t.Fatalf("starting the embedded broker: %v", err)
@@ -158,6 +160,7 @@ func TestKafkaFranzOutputTopicKeyHeaders(t *testing.T) {
 }
 
 func TestKafkaFranzOutputReadBackByKcat(t *testing.T) {
+	devbrokertest.Gate(t)
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatalf("kcat not found on PATH: install it with `apt-get update && apt-get install -y kcat`")

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/influxtest"
 	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
@@ -415,11 +416,7 @@ func hasTimestamp(t *testing.T, value []byte) bool {
 // process start-up included.
 func BenchmarkBackfillFiles(b *testing.B) {
 	const n = 20000
-	broker, err := devbroker.Start(devbroker.Options{Partitions: 4, Topics: []string{inputTopic, errorTopic}})
-	if err != nil {
-		b.Fatalf("starting the broker: %v", err)
-	}
-	b.Cleanup(func() { broker.Close() })
+	broker := devbrokertest.Start(b, devbroker.Options{Partitions: 4, Topics: []string{inputTopic, errorTopic}})
 	influx := influxtest.Start(b, influxtest.Options{})
 	influx.CreateDatabase(database)
 
@@ -456,7 +453,7 @@ func BenchmarkBackfillFiles(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(ingestorBin, "run", config)
+		cmd := exec.Command(binary(b), "run", config)
 		cmd.Env = append(os.Environ(),
 			"BACKFILL_FILES="+path,
 			"KAFKA_BOOTSTRAP_SERVERS="+broker.Addr(),

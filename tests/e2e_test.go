@@ -148,7 +148,7 @@ func TestEveryConfigLints(t *testing.T) {
 
 func runIngestor(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(ingestorBin, args...)
+	cmd := exec.Command(binary(t), args...)
 	b, err := cmd.CombinedOutput()
 	return string(b), err
 }

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -26,8 +27,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/influxtest"
 	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testtier"
 )
 
 const (
@@ -37,13 +40,23 @@ const (
 	database   = "iot_data"
 )
 
-// ingestorBin is the binary under test, built once by TestMain from ./cmd/ingestor.
+// ingestorBin is the binary under test, built once by TestMain from ./cmd/ingestor (not under
+// -short: every test here drives it, so the unit tier has nothing to run in this package).
 var ingestorBin string
 
 // shippedConfig is config/ingestor.yaml, the pipeline operators deploy.
 var shippedConfig string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	var err error
+	if shippedConfig, err = filepath.Abs("../config/ingestor.yaml"); err != nil {
+		fmt.Fprintln(os.Stderr, "tests:", err)
+		os.Exit(2)
+	}
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ingestor-tests-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tests: temp dir:", err)
@@ -56,13 +69,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "tests: building the ingestor:", err)
 		os.Exit(2)
 	}
-	if shippedConfig, err = filepath.Abs("../config/ingestor.yaml"); err != nil {
-		fmt.Fprintln(os.Stderr, "tests:", err)
-		os.Exit(2)
-	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// binary returns the binary under test. Every test here is of the full tier: under -short it
+// skips t, as the server starters do (internal/testtier).
+func binary(t testing.TB) string {
+	t.Helper()
+	testtier.Integration(t, "the ingestor binary, which TestMain builds outside -short")
+	return ingestorBin
 }
 
 // stack is the embedded stack one test runs against: a broker with the pipeline's topics and a
@@ -88,6 +105,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.partitions == 0 {
 		o.partitions = 4
 	}
+	devbrokertest.Gate(t)
 	s := &stack{t: t}
 	s.opts = devbroker.Options{Partitions: o.partitions, Topics: []string{inputTopic, errorTopic}}
 	if o.persistBroker {
@@ -300,7 +318,7 @@ func (s *stack) startIngestorConfig(config string, env map[string]string) *inges
 		s.t.Fatal(err)
 	}
 	p.logPath = f.Name()
-	p.cmd = exec.Command(ingestorBin, "run", config)
+	p.cmd = exec.Command(binary(s.t), "run", config)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.Env = os.Environ()
 	for k, v := range base {

@@ -17,7 +17,7 @@ func TestRuntimeKnobsFromEnvFile(t *testing.T) {
 	addr := freeAddr(t)
 	good := filepath.Join(dir, "good.env")
 	writeFile(t, good, "GOGC=333\nGOMEMLIMIT=123MiB\nHTTP_ADDRESS="+addr+"\nKAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1\n")
-	run := exec.Command(ingestorBin, "run", "-e", good, shippedConfig)
+	run := exec.Command(binary(t), "run", "-e", good, shippedConfig)
 	run.Env = withoutRuntimeKnobs(os.Environ())
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func TestRuntimeKnobsFromEnvFile(t *testing.T) {
 
 	bad := filepath.Join(dir, "bad.env")
 	writeFile(t, bad, "GOMEMLIMIT=120MB\nHTTP_ADDRESS=127.0.0.1:0\nKAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1\n")
-	cmd := exec.Command(ingestorBin, "run", "-e", bad, shippedConfig)
+	cmd := exec.Command(binary(t), "run", "-e", bad, shippedConfig)
 	cmd.Env = withoutRuntimeKnobs(os.Environ())
 	done := make(chan struct{})
 	var out []byte

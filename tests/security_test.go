@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/influxtest"
 )
 
@@ -87,6 +88,7 @@ func TestTLSAndSCRAM(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &stack{t: t}
+	devbrokertest.Gate(t)
 	s.opts = devbroker.Options{Partitions: 2, Topics: []string{inputTopic, errorTopic}, TLS: srvTLS,
 		SASLUser: saslUser, SASLPass: saslPassword}
 	if s.broker, err = devbroker.Start(s.opts); err != nil {
@@ -126,7 +128,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	cfg := securedConfig(t, "/dev/null")
 	env := []string{"INFLUXDB_TOKEN=" + token, "KAFKA_SASL_PASSWORD=" + saslPassword}
 
-	echo := exec.Command(ingestorBin, "echo", cfg)
+	echo := exec.Command(binary(t), "echo", cfg)
 	echo.Env = append(os.Environ(), env...)
 	out, err := echo.CombinedOutput()
 	if err != nil {
@@ -222,11 +224,11 @@ func TestBadConfigFailsAtStart(t *testing.T) {
 			}
 			env = append(env, "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1", "HTTP_ADDRESS=127.0.0.1:0")
 
-			lint := exec.Command(ingestorBin, "lint", path)
+			lint := exec.Command(binary(t), "lint", path)
 			lint.Env = env
 			lintOut, lintErr := lint.CombinedOutput()
 
-			run := exec.Command(ingestorBin, "run", path)
+			run := exec.Command(binary(t), "run", path)
 			run.Env = env
 			done := make(chan struct{})
 			var runOut []byte

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
@@ -49,6 +50,7 @@ func consumeAll(t *testing.T, brokers []string, n int) []*kgo.Record {
 }
 
 func TestProduceToInProcessBroker(t *testing.T) {
+	devbrokertest.Gate(t)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, testTopic))
 	if err != nil {
 		t.Fatalf("starting in-process Kafka broker (kfake): %v", err)
@@ -202,6 +204,7 @@ func TestFlagErrors(t *testing.T) {
 // after --timeout without acknowledgements and says so, rather than hanging or
 // reporting success.
 func TestBrokerGoneMidStream(t *testing.T) {
+	devbrokertest.Gate(t)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, testTopic))
 	if err != nil {
 		t.Fatalf("starting in-process Kafka broker (kfake): %v", err)

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/urfave/cli/v2"
+
+	"github.com/preservarium/iot-ingestor/internal/testtier"
 )
 
 func topicPartitions(t *testing.T, seeds []string, opts ...kgo.Opt) map[string]int {
@@ -36,6 +38,7 @@ func topicPartitions(t *testing.T, seeds []string, opts ...kgo.Opt) map[string]i
 }
 
 func TestStartCreatesTopicsAndPersists(t *testing.T) {
+	testtier.Integration(t, "the embedded Kafka broker serving")
 	dir := t.TempDir()
 	b, err := Start(Options{Topics: DefaultTopics, Partitions: 4, DataDir: dir})
 	if err != nil {
@@ -78,6 +81,7 @@ func TestStartCreatesTopicsAndPersists(t *testing.T) {
 }
 
 func TestStartSASLAndTLS(t *testing.T) {
+	testtier.Integration(t, "the embedded Kafka broker serving")
 	mat, err := SelfSigned()
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +145,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestCommandServesUntilSIGTERM(t *testing.T) {
+	testtier.Integration(t, "the embedded Kafka broker serving")
 	out := &syncBuffer{}
 	app := &cli.App{Name: "ingestor", Commands: []*cli.Command{Command()}, Writer: out}
 	done := make(chan error, 1)

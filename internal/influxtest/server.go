@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/preservarium/iot-ingestor/internal/influxd"
+	"github.com/preservarium/iot-ingestor/internal/testtier"
 )
 
 // Options tunes the server. The zero value is an open server without limits.
@@ -86,9 +87,11 @@ func BinaryPath() (string, error) {
 }
 
 // Start launches influxd, waits for /health and registers its shutdown with
-// t.Cleanup. It fails the test (never skips) when the binary is missing.
+// t.Cleanup. Under -short it skips the test (the unit tier runs without servers);
+// otherwise it fails the test (never skips) when the binary is missing.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
+	testtier.Integration(t, "a real InfluxDB 1.8 (scripts/install-influxdb.sh builds it)")
 	bin, err := BinaryPath()
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,10 @@ const (
 	kfiStartCommitted = "committed"
 )
 
+// kfiReservedHeaderPrefix is put before the name of a record header that has the name of one
+// of the pipeline's own metadata keys (meta.Reserved), which keep their values.
+const kfiReservedHeaderPrefix = "header_"
+
 // kfiMetricLag is the gauge of records behind the high watermark, per
 // partition this consumer owns.
 const kfiMetricLag = "kafka_consumer_lag"
@@ -108,7 +112,12 @@ and reconnects by itself, resuming where it was.
 
 Each message carries `+"`"+meta.KafkaKey+"`, `"+meta.KafkaTopic+"`, `"+meta.KafkaPartition+"`, `"+meta.KafkaOffset+"`, `"+meta.KafkaTimestampUnix+"`"+` (seconds) and
 `+"`"+meta.KafkaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
-the same name.
+the same name, except where that name is one of the pipeline's own keys (`+"`kafka_*`, `iot_*`, `fallback_error`, `path`"+`):
+such a header is kept as `+"`"+kfiReservedHeaderPrefix+"<name>`"+` (a header `+"`kafka_topic`"+` is readable as
+`+"`"+kfiReservedHeaderPrefix+"kafka_topic`"+`), and the input's own value stays. Those keys tell where a message came from
+(the error record's `+"`source`"+`, the redelivery of a rejected message), which a producer must not be able to
+forge. This departs from Redpanda Connect, whose input sets headers after its own keys, so that a header
+replaces them.
 
 ### Metrics
 
@@ -1131,7 +1140,13 @@ func recordToMessage(r *kgo.Record, topic any) *service.Message {
 	msg.MetaSetMut(meta.KafkaTimestampUnix, r.Timestamp.Unix())
 	msg.MetaSetMut(meta.KafkaTimestampMs, r.Timestamp.UnixMilli())
 	for _, h := range r.Headers {
-		msg.MetaSetMut(h.Key, string(h.Value))
+		key := h.Key
+		if meta.Reserved(key) {
+			// The pipeline's own keys say where a message came from (the error record's
+			// source, the nack replayer's trace): a producer must not be able to forge them.
+			key = kfiReservedHeaderPrefix + key
+		}
+		msg.MetaSetMut(key, string(h.Value))
 	}
 	return msg
 }

@@ -308,6 +308,7 @@ type franzInput struct {
 
 	bg        sync.WaitGroup
 	closeOnce sync.Once
+	closed    chan struct{} // closed once Close's helper has left the group
 	started   bool // guarded by connMu
 
 	// Backfill bounds; see start_offsets and end_timestamp.
@@ -353,6 +354,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		parts:       map[topicPartition]*partitionConsumer{},
 		room:        make(chan struct{}, 1),
 		ended:       make(chan struct{}),
+		closed:      make(chan struct{}),
 	}
 	in.ctx, in.stop = context.WithCancel(context.Background())
 
@@ -615,10 +617,14 @@ func (in *franzInput) Close(ctx context.Context) error {
 		cl := in.client
 		in.connMu.Unlock()
 		if cl == nil {
+			close(in.closed)
 			return
 		}
-		done := make(chan struct{})
+		// The helper reports on a channel, never in a variable: it may still be running when
+		// Close has returned on the context's deadline.
+		done := make(chan error, 1)
 		go func() {
+			defer close(in.closed)
 			in.bg.Wait()
 			in.mu.Lock()
 			parts := make([]*partitionConsumer, 0, len(in.parts))
@@ -626,17 +632,15 @@ func (in *franzInput) Close(ctx context.Context) error {
 				parts = append(parts, p)
 			}
 			in.mu.Unlock()
-			if cerr := in.commit(ctx, cl, parts); cerr != nil {
-				err = cerr
-			}
+			cerr := in.commit(ctx, cl, parts)
 			// Leaving the group revokes every partition, which runs
 			// dropPartitions and its final commit once more (a no-op
 			// when nothing moved since).
 			cl.CloseAllowingRebalance()
-			close(done)
+			done <- cerr
 		}()
 		select {
-		case <-done:
+		case err = <-done:
 		case <-ctx.Done():
 			err = fmt.Errorf("kafka_franz: closing the consumer: %w", ctx.Err())
 		}
@@ -914,12 +918,18 @@ func (in *franzInput) dropPartitions(ctx context.Context, cl *kgo.Client, tps ma
 		in.lag.Set(0, p.topic, strconv.Itoa(int(p.partition)))
 	}
 	if commit {
-		deadline := time.Now().Add(in.drainWait)
+		deadline := time.NewTimer(in.drainWait)
+	wait:
 		for _, p := range parts {
-			for p.cp.inFlight() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
+			select {
+			case <-p.cp.idle():
+			case <-deadline.C:
+				break wait
+			case <-ctx.Done():
+				break wait
 			}
 		}
+		deadline.Stop()
 		if err := in.commit(ctx, cl, parts); err != nil {
 			in.log.Warnf("kafka_franz: committing offsets of revoked partitions failed, their next owner resumes from the previous commit: %v", err)
 		}
@@ -1086,6 +1096,8 @@ func (p *partitionConsumer) send(batch service.MessageBatch, origin recordBatch,
 	case p.in.batches <- readyBatch{batch: batch, records: origin, ack: ack}:
 		return true
 	case <-p.stop:
+		// Never handed on: not in flight, so a revoke must not wait for it.
+		p.cp.abandon(cp)
 		return false
 	}
 }

@@ -309,7 +309,7 @@ type franzInput struct {
 	bg        sync.WaitGroup
 	closeOnce sync.Once
 	closed    chan struct{} // closed once Close's helper has left the group
-	started   bool // guarded by connMu
+	started   bool          // guarded by connMu
 
 	// Backfill bounds; see start_offsets and end_timestamp.
 	topics       []string

@@ -59,6 +59,10 @@ const (
 	kfiStartCommitted = "committed"
 )
 
+// kfiReservedHeaderPrefix is put before the name of a record header that has the name of one
+// of the pipeline's own metadata keys (meta.Reserved), which keep their values.
+const kfiReservedHeaderPrefix = "header_"
+
 // kfiMetricLag is the gauge of records behind the high watermark, per
 // partition this consumer owns.
 const kfiMetricLag = "kafka_consumer_lag"
@@ -108,7 +112,12 @@ and reconnects by itself, resuming where it was.
 
 Each message carries `+"`"+meta.KafkaKey+"`, `"+meta.KafkaTopic+"`, `"+meta.KafkaPartition+"`, `"+meta.KafkaOffset+"`, `"+meta.KafkaTimestampUnix+"`"+` (seconds) and
 `+"`"+meta.KafkaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
-the same name.
+the same name, except where that name is one of the pipeline's own keys (`+"`kafka_*`, `iot_*`, `fallback_error`, `path`"+`):
+such a header is kept as `+"`"+kfiReservedHeaderPrefix+"<name>`"+` (a header `+"`kafka_topic`"+` is readable as
+`+"`"+kfiReservedHeaderPrefix+"kafka_topic`"+`), and the input's own value stays. Those keys tell where a message came from
+(the error record's `+"`source`"+`, the redelivery of a rejected message), which a producer must not be able to
+forge. This departs from Redpanda Connect, whose input sets headers after its own keys, so that a header
+replaces them.
 
 ### Metrics
 
@@ -300,7 +309,8 @@ type franzInput struct {
 
 	bg        sync.WaitGroup
 	closeOnce sync.Once
-	started   bool // guarded by connMu
+	closed    chan struct{} // closed once Close's helper has left the group
+	started   bool          // guarded by connMu
 
 	// Backfill bounds; see start_offsets and end_timestamp.
 	topics       []string
@@ -345,6 +355,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		parts:       map[topicPartition]*partitionConsumer{},
 		room:        make(chan struct{}, 1),
 		ended:       make(chan struct{}),
+		closed:      make(chan struct{}),
 	}
 	in.ctx, in.stop = context.WithCancel(context.Background())
 
@@ -607,10 +618,14 @@ func (in *franzInput) Close(ctx context.Context) error {
 		cl := in.client
 		in.connMu.Unlock()
 		if cl == nil {
+			close(in.closed)
 			return
 		}
-		done := make(chan struct{})
+		// The helper reports on a channel, never in a variable: it may still be running when
+		// Close has returned on the context's deadline.
+		done := make(chan error, 1)
 		go func() {
+			defer close(in.closed)
 			in.bg.Wait()
 			in.mu.Lock()
 			parts := make([]*partitionConsumer, 0, len(in.parts))
@@ -618,17 +633,15 @@ func (in *franzInput) Close(ctx context.Context) error {
 				parts = append(parts, p)
 			}
 			in.mu.Unlock()
-			if cerr := in.commit(ctx, cl, parts); cerr != nil {
-				err = cerr
-			}
+			cerr := in.commit(ctx, cl, parts)
 			// Leaving the group revokes every partition, which runs
 			// dropPartitions and its final commit once more (a no-op
 			// when nothing moved since).
 			cl.CloseAllowingRebalance()
-			close(done)
+			done <- cerr
 		}()
 		select {
-		case <-done:
+		case err = <-done:
 		case <-ctx.Done():
 			err = fmt.Errorf("kafka_franz: closing the consumer: %w", ctx.Err())
 		}
@@ -906,12 +919,18 @@ func (in *franzInput) dropPartitions(ctx context.Context, cl *kgo.Client, tps ma
 		in.lag.Set(0, p.topic, strconv.Itoa(int(p.partition)))
 	}
 	if commit {
-		deadline := time.Now().Add(in.drainWait)
+		deadline := time.NewTimer(in.drainWait)
+	wait:
 		for _, p := range parts {
-			for p.cp.inFlight() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
+			select {
+			case <-p.cp.idle():
+			case <-deadline.C:
+				break wait
+			case <-ctx.Done():
+				break wait
 			}
 		}
+		deadline.Stop()
 		if err := in.commit(ctx, cl, parts); err != nil {
 			in.log.Warnf("kafka_franz: committing offsets of revoked partitions failed, their next owner resumes from the previous commit: %v", err)
 		}
@@ -1078,6 +1097,8 @@ func (p *partitionConsumer) send(batch service.MessageBatch, origin recordBatch,
 	case p.in.batches <- readyBatch{batch: batch, records: origin, ack: ack}:
 		return true
 	case <-p.stop:
+		// Never handed on: not in flight, so a revoke must not wait for it.
+		p.cp.abandon(cp)
 		return false
 	}
 }
@@ -1132,7 +1153,13 @@ func recordToMessage(r *kgo.Record, topic any) *service.Message {
 	msg.MetaSetMut(meta.KafkaTimestampUnix, r.Timestamp.Unix())
 	msg.MetaSetMut(meta.KafkaTimestampMs, r.Timestamp.UnixMilli())
 	for _, h := range r.Headers {
-		msg.MetaSetMut(h.Key, string(h.Value))
+		key := h.Key
+		if meta.Reserved(key) {
+			// The pipeline's own keys say where a message came from (the error record's
+			// source, the nack replayer's trace): a producer must not be able to forge them.
+			key = kfiReservedHeaderPrefix + key
+		}
+		msg.MetaSetMut(key, string(h.Value))
 	}
 	return msg
 }

@@ -18,7 +18,13 @@ type checkpointer struct {
 	records     int           // records in pending
 	committable kgo.EpochOffset
 	hasOffset   bool
+	// drained is closed when nothing is left in flight; made only when a revoke waits for it,
+	// so the fetch path never pays for it.
+	drained chan struct{}
 }
+
+// closedChan is ready at once: what idle returns while nothing is in flight.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // checkpoint is one batch handed downstream.
 type checkpoint struct {
@@ -63,7 +69,42 @@ func (c *checkpointer) release(cp *checkpoint) int {
 		}
 		c.pending = c.pending[:len(c.pending)-n]
 	}
+	c.signalIfDrained()
 	return freed
+}
+
+// abandon forgets the newest batch, which was tracked but never handed on (its partition was
+// stopped meanwhile): it is not in flight and makes nothing committable.
+func (c *checkpointer) abandon(cp *checkpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.pending); n > 0 && c.pending[n-1] == cp {
+		c.pending[n-1] = nil
+		c.pending = c.pending[:n-1]
+		c.records -= cp.records
+	}
+	c.signalIfDrained()
+}
+
+// signalIfDrained wakes the waiter of idle once nothing is in flight; c.mu is held.
+func (c *checkpointer) signalIfDrained() {
+	if c.drained != nil && c.records == 0 {
+		close(c.drained)
+		c.drained = nil
+	}
+}
+
+// idle is ready once no record is in flight.
+func (c *checkpointer) idle() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.records == 0 {
+		return closedChan
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	return c.drained
 }
 
 // inFlight is the number of records handed downstream whose offsets cannot

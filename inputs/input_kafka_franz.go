@@ -734,11 +734,27 @@ func (in *franzInput) full() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, p := range in.parts {
-		if p.held.Load() >= int64(in.limit) {
+		if p.held.Load() >= int64(in.limit) && !p.holdBack() {
 			return true
 		}
 	}
 	return false
+}
+
+// Rejected is told by the nack replayer that a batch was rejected and is to be delivered
+// again (nackreplay.RejectionObserver). A partition whose commit is held by such a batch is
+// held back on its own once it is full (see holdBack), so the gate does not stop the others.
+func (in *franzInput) Rejected(o nackreplay.Originals) {
+	b, ok := o.(recordBatch)
+	if !ok || len(b) == 0 {
+		return
+	}
+	in.mu.Lock()
+	p := in.parts[topicPartition{b[0].Topic, b[0].Partition}]
+	in.mu.Unlock()
+	if p != nil && p.cp.markRejected(b[0].Offset) {
+		in.signalRoom()
+	}
 }
 
 // signalRoom wakes a pollLoop waiting for room; the channel holds one
@@ -939,7 +955,7 @@ func (in *franzInput) dropPartitions(ctx context.Context, cl *kgo.Client, tps ma
 	for _, p := range parts {
 		p.mu.Lock()
 		p.gone = true
-		if p.finished {
+		if p.finished || p.heldBack {
 			// A later owner of the partition starts unpaused.
 			resume[p.topic] = append(resume[p.topic], p.partition)
 		}
@@ -969,6 +985,7 @@ type partitionConsumer struct {
 	queue    []*kgo.Record
 	gone     bool
 	finished bool // reached end_timestamp: fetching of the partition is paused for good
+	heldBack bool // full behind a batch that keeps failing: paused until that batch passes
 
 	// Guarded by in.commitMu.
 	committed    kgo.EpochOffset
@@ -1000,6 +1017,42 @@ func (p *partitionConsumer) finish() {
 	}
 	p.finished = true
 	p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+}
+
+// holdBack pauses a full partition whose commit is held by a batch that keeps failing, and
+// tells whether it is held back. Such a partition frees no room until that batch is accepted,
+// however long that takes (an error topic that refuses it), so it must not stop the others at
+// the gate; paused, it takes no more records meanwhile, which keeps its memory bounded. Only
+// this case pauses: for ordinary back pressure pausing halves the rate (see pollLoop).
+func (p *partitionConsumer) holdBack() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.heldBack {
+		return true
+	}
+	if p.gone || !p.cp.stuck() {
+		return false
+	}
+	p.heldBack = true
+	if !p.finished {
+		p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+	}
+	p.in.log.Warnf("kafka_franz: topic %q partition %d holds checkpoint_limit (%d) records behind a batch rejected downstream and being retried; fetching of the partition is paused until that batch is accepted, the other partitions go on", p.topic, p.partition, p.in.limit)
+	return true
+}
+
+// resumeIfFreed resumes a held-back partition once it is no longer full behind a rejected
+// batch.
+func (p *partitionConsumer) resumeIfFreed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.heldBack || (p.held.Load() >= int64(p.in.limit) && p.cp.stuck()) {
+		return
+	}
+	p.heldBack = false
+	if !p.finished && !p.gone {
+		p.client.ResumeFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+	}
 }
 
 func (p *partitionConsumer) take() []*kgo.Record {
@@ -1111,6 +1164,7 @@ func (p *partitionConsumer) release(cp *checkpoint) {
 	if held := p.held.Add(-int64(freed)); held < int64(p.in.limit) && held+int64(freed) >= int64(p.in.limit) {
 		p.in.signalRoom()
 	}
+	p.resumeIfFreed()
 }
 
 // recordBatch is the records of a batch of one partition, in offset order, one per message.

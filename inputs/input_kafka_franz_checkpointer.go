@@ -28,9 +28,10 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 // checkpoint is one batch handed downstream.
 type checkpoint struct {
-	next    kgo.EpochOffset // offset after the batch's last record
-	records int
-	done    bool
+	next     kgo.EpochOffset // offset after the batch's last record
+	records  int
+	done     bool
+	rejected bool // rejected downstream at least once and being delivered again
 }
 
 // track registers a batch whose last record is at next.Offset-1. Batches
@@ -105,6 +106,31 @@ func (c *checkpointer) idle() <-chan struct{} {
 		c.drained = make(chan struct{})
 	}
 	return c.drained
+}
+
+// markRejected marks the batch holding offset off as rejected downstream; false when no
+// batch in flight holds it.
+func (c *checkpointer) markRejected(off int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cp := range c.pending {
+		if off < cp.next.Offset {
+			if cp.done {
+				return false
+			}
+			cp.rejected = true
+			return true
+		}
+	}
+	return false
+}
+
+// stuck tells whether the commit is held by a rejected batch: the oldest in flight, which
+// every later one waits for, has been rejected and is being delivered again.
+func (c *checkpointer) stuck() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > 0 && c.pending[0].rejected && !c.pending[0].done
 }
 
 // inFlight is the number of records handed downstream whose offsets cannot

@@ -133,8 +133,9 @@ func newMapper() (*service.OwnedProcessor, error) {
 	return conf.FieldProcessor("p")
 }
 
-// behind is how many records of topic the group has not committed yet.
-func behind(ctx context.Context, adm *kadm.Client, topic, group string) (int64, error) {
+// behind is how many records of topic the group has not committed yet, in every partition but
+// skip (none when negative).
+func behind(ctx context.Context, adm *kadm.Client, topic, group string, skip int32) (int64, error) {
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return 0, err
@@ -148,6 +149,9 @@ func behind(ctx context.Context, adm *kadm.Client, topic, group string) (int64, 
 	}
 	var n int64
 	ends.Each(func(e kadm.ListedOffset) {
+		if e.Partition == skip {
+			return
+		}
 		at := int64(0)
 		if c, ok := committed.Lookup(e.Topic, e.Partition); ok && c.At > 0 {
 			at = c.At

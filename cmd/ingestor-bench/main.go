@@ -53,6 +53,9 @@ type options struct {
 	workDir                  string
 	seed                     int64
 	only                     string
+	scenario                 string
+	stuckPartitions          int
+	stuckTuned               bool
 }
 
 func main() {
@@ -77,6 +80,9 @@ func main() {
 	flag.StringVar(&o.workDir, "work", "", "directory for logs and InfluxDB data (default: a new temporary directory)")
 	flag.Int64Var(&o.seed, "seed", 1, "generator seed")
 	flag.StringVar(&o.only, "only", "", "run only these ingestor runs, comma separated (shipped, tuned, shipped-flood, tuned-flood, shipped-backlog, tuned-backlog); empty: all that -runs selects")
+	flag.StringVar(&o.scenario, "scenario", "", "a scenario instead of the usual runs: stuck (one message on partition 0 that the error topic refuses forever, against the same stream clean; see stuck.go)")
+	flag.IntVar(&o.stuckPartitions, "stuck-partitions", 6, "partitions of the stuck scenario's topics")
+	flag.BoolVar(&o.stuckTuned, "stuck-tuned", false, "run the stuck scenario with the tuned values of -tuned-env instead of the shipped defaults")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		var n int
@@ -85,7 +91,16 @@ func main() {
 		}
 		o.rawConcurrency = append(o.rawConcurrency, n)
 	}
-	if err := run(context.Background(), o); err != nil {
+	var err error
+	switch o.scenario {
+	case "":
+		err = run(context.Background(), o)
+	case "stuck":
+		err = runStuck(context.Background(), o)
+	default:
+		err = fmt.Errorf("-scenario: %q is not one of stuck", o.scenario)
+	}
+	if err != nil {
 		fatalf("%v", err)
 	}
 }
@@ -100,25 +115,8 @@ func run(ctx context.Context, o options) error {
 	for _, r := range strings.Split(o.runs, ",") {
 		runs[strings.TrimSpace(r)] = true
 	}
-	if o.workDir == "" {
-		d, err := os.MkdirTemp("", "ingestor-bench-")
-		if err != nil {
-			return err
-		}
-		o.workDir = d
-	}
-	if err := os.MkdirAll(o.workDir, 0o755); err != nil {
+	if err := prepare(&o); err != nil {
 		return err
-	}
-	for _, p := range []*string{&o.bin, &o.shippedConf, &o.tunedEnv, &o.influxd} {
-		abs, err := filepath.Abs(*p)
-		if err != nil {
-			return err
-		}
-		*p = abs
-	}
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("ingestor binary %s: %w (go build -o bin/ingestor ./cmd/ingestor)", o.bin, err)
 	}
 	fmt.Printf("ingestor-bench: %d messages (flood %.0f%% bad), backlog %d, %d partitions; logs in %s\n",
 		o.messages, o.floodShare*100, o.backlog, o.partitions, o.workDir)
@@ -216,7 +214,7 @@ func run(ctx context.Context, o options) error {
 		spec runSpec
 	}
 	shipped := func(name string, s *stream) runSpec {
-		return runSpec{name: name, config: o.shippedConf, stream: s, batch: o.shippedBatch, flushMS: o.shippedFlush}
+		return runSpec{name: name, config: o.shippedConf, stream: s, batch: o.shippedBatch, flushMS: o.shippedFlush, held: -1}
 	}
 	tunedEnv, err := loadEnvFile(o.tunedEnv)
 	if err != nil {
@@ -230,14 +228,12 @@ func run(ctx context.Context, o options) error {
 		if !ok || explicit["tuned-batch"] && key == "INFLUXDB_BATCH_SIZE" || explicit["tuned-flush-ms"] && key == "INFLUXDB_FLUSH_INTERVAL_MS" {
 			continue
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("%s: %s=%q is not a whole number", o.tunedEnv, key, v)
+		if err := envInt(map[string]string{key: v}, key, target); err != nil {
+			return fmt.Errorf("%s: %w", o.tunedEnv, err)
 		}
-		*target = n
 	}
 	tuned := func(name string, s *stream) runSpec {
-		return runSpec{name: name, config: o.shippedConf, env: tunedEnv, stream: s, batch: o.tunedBatch, flushMS: o.tunedFlush}
+		return runSpec{name: name, config: o.shippedConf, env: tunedEnv, stream: s, batch: o.tunedBatch, flushMS: o.tunedFlush, held: -1}
 	}
 	var plans []plan
 	if runs["shipped"] {
@@ -356,6 +352,45 @@ func run(ctx context.Context, o options) error {
 				base, c.steady/r.steady, c.rate()/r.rate())
 		}
 	}
+	return nil
+}
+
+// prepare makes the work directory and the paths of o absolute, and checks the binary exists.
+func prepare(o *options) error {
+	if o.workDir == "" {
+		d, err := os.MkdirTemp("", "ingestor-bench-")
+		if err != nil {
+			return err
+		}
+		o.workDir = d
+	}
+	if err := os.MkdirAll(o.workDir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range []*string{&o.bin, &o.shippedConf, &o.tunedEnv, &o.influxd} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("ingestor binary %s: %w (go build -o bin/ingestor ./cmd/ingestor)", o.bin, err)
+	}
+	return nil
+}
+
+// envInt sets *dst from env[key] when it is there.
+func envInt(env map[string]string, key string, dst *int) error {
+	v, ok := env[key]
+	if !ok {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q is not a whole number", key, v)
+	}
+	*dst = n
 	return nil
 }
 

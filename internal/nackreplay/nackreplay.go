@@ -30,15 +30,17 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/preservarium/iot-ingestor/internal/backoff"
 )
 
-// Backoff between redeliveries of the same batch: the first two are immediate (a transient
-// rejection), then the wait grows up to maxBackoff so a lasting failure does not spin.
-const (
-	immediateTries = 2
-	firstBackoff   = 100 * time.Millisecond
-	maxBackoff     = 5 * time.Second
-)
+// Back-off between redeliveries of the same batch: the first two are immediate (a transient
+// rejection), then the wait grows up to 5 s so a lasting failure does not spin. Each batch
+// waits on its own clock: a batch in back-off never delays any other batch, fresh or
+// redelivered.
+const immediateTries = 2
+
+var retryBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: backoff.DefaultJitter}
 
 // Rebuildable is a child whose batches can be built again from their source.
 type Rebuildable interface {
@@ -58,6 +60,15 @@ type Originals interface {
 	IndexOf(m *service.Message) (int, bool)
 }
 
+// RejectionObserver is a Rebuildable child that is told each time one of its batches was
+// rejected and is to be delivered again. The Kafka input uses it to hold back, on its own, a
+// partition whose commit is held by a batch that keeps failing, instead of stopping every
+// partition once that one is full. Rejected is called on the acknowledging goroutine: it must
+// not block.
+type RejectionObserver interface {
+	Rejected(o Originals)
+}
+
 // Input is a service.BatchInput that replays nacked batches.
 type Input struct {
 	child service.BatchInput
@@ -67,10 +78,12 @@ type Input struct {
 	reads    chan readResult
 	reading  bool // a child read is in flight (only the ReadBatch caller touches it)
 
+	backoff backoff.Policy
+
 	mu       sync.Mutex
-	retries  []*delivery
-	inFlight int  // batches read from the child and not yet acknowledged to it
-	ended    bool // the child reported the end of its input
+	retries  []*delivery // rejected batches waiting for their redelivery, each until its due time
+	inFlight int         // batches read from the child and not yet acknowledged to it
+	ended    bool        // the child reported the end of its input
 	wake     chan struct{}
 }
 
@@ -80,11 +93,13 @@ type delivery struct {
 	handOver  service.MessageBatch // the child's own messages, until their first delivery
 	pending   []int                // positions in the child's batch still to deliver, ascending
 	ack       service.AckFunc      // the child's acknowledgement for the whole batch
+	rebuilt   bool                 // originals are the child's (Rebuildable), not copies
 	tries     int
+	due       time.Time // when a rejected batch may be delivered again
 }
 
 func newDelivery(res readResult) *delivery {
-	d := &delivery{originals: res.originals, handOver: res.batch, ack: res.ack}
+	d := &delivery{originals: res.originals, handOver: res.batch, ack: res.ack, rebuilt: res.originals != nil}
 	if d.originals == nil {
 		d.originals, d.handOver = copies(res.batch), nil
 	}
@@ -127,6 +142,7 @@ func Wrap(child service.BatchInput) *Input {
 		stopRead: cancel,
 		reads:    make(chan readResult, 1),
 		wake:     make(chan struct{}, 1),
+		backoff:  retryBackoff,
 	}
 }
 
@@ -145,23 +161,24 @@ func (r *Input) Connect(ctx context.Context) error {
 	return err
 }
 
-// ReadBatch returns a pending redelivery if there is one, else the child's next batch.
+// ReadBatch returns whichever is ready first: a redelivery whose back-off has elapsed, or the
+// child's next batch. A redelivery still in back-off is waited for only while nothing else is
+// ready, so one batch that keeps failing never slows the others.
 func (r *Input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		r.mu.Lock()
-		var d *delivery
-		if len(r.retries) > 0 {
-			d, r.retries = r.retries[0], r.retries[1:]
-		}
+		d, wait := r.dueRetry(time.Now())
 		done := r.ended && r.inFlight == 0
 		ended := r.ended
 		r.mu.Unlock()
 
 		if d != nil {
-			if err := sleep(ctx, backoff(d.tries)); err != nil {
-				r.requeue(d)
-				return nil, nil, err
-			}
 			return r.deliver(d)
 		}
 		if done {
@@ -179,6 +196,15 @@ func (r *Input) ReadBatch(ctx context.Context) (service.MessageBatch, service.Ac
 				r.reads <- res
 			}()
 		}
+		var due <-chan time.Time
+		if wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			due = timer.C
+		}
 		select {
 		case res := <-r.reads:
 			r.reading = false
@@ -195,11 +221,32 @@ func (r *Input) ReadBatch(ctx context.Context) (service.MessageBatch, service.Ac
 			r.inFlight++
 			r.mu.Unlock()
 			return r.deliver(newDelivery(res))
+		case <-due:
 		case <-r.wake:
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
 	}
+}
+
+// dueRetry takes the retry due first if its time has come; otherwise it returns how long until
+// the first one is due (0: none waits). Called with r.mu held.
+func (r *Input) dueRetry(now time.Time) (*delivery, time.Duration) {
+	if len(r.retries) == 0 {
+		return nil, 0
+	}
+	first := 0
+	for i, d := range r.retries {
+		if d.due.Before(r.retries[first].due) {
+			first = i
+		}
+	}
+	d := r.retries[first]
+	if wait := d.due.Sub(now); wait > 0 {
+		return nil, wait
+	}
+	r.retries = slices.Delete(r.retries, first, first+1)
+	return d, 0
 }
 
 // deliver sends what remains of d: the child's own messages the first time if it can build
@@ -232,15 +279,23 @@ func (r *Input) acked(ctx context.Context, d *delivery, sent []int, err error) e
 	}
 	d.pending = failedOf(sent, d.originals, err)
 	d.tries++
-	r.requeue(d)
-	return nil
-}
-
-func (r *Input) requeue(d *delivery) {
+	if obs, ok := r.child.(RejectionObserver); ok && d.rebuilt {
+		obs.Rejected(d.originals)
+	}
+	d.due = time.Now().Add(r.delay(d.tries))
 	r.mu.Lock()
 	r.retries = append(r.retries, d)
 	r.mu.Unlock()
 	r.signal()
+	return nil
+}
+
+// delay is the back-off before delivery number tries+1 of a batch rejected tries times.
+func (r *Input) delay(tries int) time.Duration {
+	if tries <= immediateTries {
+		return 0
+	}
+	return r.backoff.Delay(tries - immediateTries - 1)
 }
 
 func (r *Input) signal() {
@@ -286,28 +341,6 @@ func failedOf(sent []int, originals Originals, err error) []int {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func backoff(tries int) time.Duration {
-	if tries <= immediateTries {
-		return 0
-	}
-	d := firstBackoff << min(tries-immediateTries-1, 10)
-	return min(d, maxBackoff)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Close stops reading and closes the child.

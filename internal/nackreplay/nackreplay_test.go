@@ -157,14 +157,116 @@ func TestRedeliveryDoesNotWaitForTheChildAndEndWaitsForAcks(t *testing.T) {
 }
 
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
-	if backoff(1) != 0 || backoff(2) != 0 {
+	r := Wrap(newScripted())
+	if r.delay(1) != 0 || r.delay(2) != 0 {
 		t.Fatal("the first redeliveries must be immediate")
 	}
-	if backoff(3) != firstBackoff || backoff(4) != 2*firstBackoff {
-		t.Fatalf("backoff(3)=%v backoff(4)=%v", backoff(3), backoff(4))
+	first, max := retryBackoff.Initial, retryBackoff.Max
+	if d := r.delay(3); d < first/2 || d > first {
+		t.Fatalf("delay(3)=%v, want within [%v, %v]", d, first/2, first)
 	}
-	if backoff(100) != maxBackoff {
-		t.Fatalf("backoff(100)=%v, want the cap %v", backoff(100), maxBackoff)
+	if d := r.delay(4); d < first || d > 2*first {
+		t.Fatalf("delay(4)=%v, want within [%v, %v]", d, first, 2*first)
+	}
+	if d := r.delay(100); d < max/2 || d > max {
+		t.Fatalf("delay(100)=%v, want within [%v, %v] (the cap, jittered)", d, max/2, max)
+	}
+}
+
+// A batch in back-off blocks nothing: while it waits, ReadBatch hands out the child's fresh
+// batches and other redeliveries that are due, and the waiting one comes back once its own
+// back-off has elapsed. (It used to sleep inside ReadBatch, which the engine calls from one
+// goroutine: one batch that kept failing throttled every partition.)
+func TestBatchInBackoffDoesNotBlockOthers(t *testing.T) {
+	r := Wrap(newScripted([]string{"stuck"}, []string{"fresh-1"}, []string{"fresh-2"}, []string{"other"}))
+	ctx := context.Background()
+	boom := errors.New("refused")
+
+	// "stuck" is rejected past its immediate tries: its next delivery waits an hour.
+	r.backoff.Initial, r.backoff.Max = time.Hour, time.Hour
+	b, ack := read(t, r)
+	for i := 0; i <= immediateTries; i++ {
+		if got := contents(t, b); got != "stuck" {
+			t.Fatalf("delivery %d: %q, want stuck", i, got)
+		}
+		_ = ack(ctx, boom)
+		if i < immediateTries {
+			b, ack = read(t, r)
+		}
+	}
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "fresh-1" {
+		t.Fatalf("with stuck in back-off ReadBatch returned %q, want the fresh batch", got)
+	}
+	_ = ack(ctx, nil)
+
+	// Another batch rejected once is redelivered at once, ahead of the one still waiting.
+	b, _ = read(t, r)
+	if got := contents(t, b); got != "fresh-2" {
+		t.Fatalf("got %q, want fresh-2", got)
+	}
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "other" {
+		t.Fatalf("got %q, want other", got)
+	}
+	_ = ack(ctx, boom)
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "other" {
+		t.Fatalf("with stuck in back-off the redelivery due now is %q, want other", got)
+	}
+	_ = ack(ctx, nil)
+
+	// Its back-off elapsed, the waiting batch is delivered again.
+	r.mu.Lock()
+	for _, d := range r.retries {
+		d.due = time.Now().Add(50 * time.Millisecond)
+	}
+	r.mu.Unlock()
+	r.signal()
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "stuck" {
+		t.Fatalf("after its back-off: %q, want stuck", got)
+	}
+	_ = ack(ctx, nil)
+}
+
+// observedInput counts the rejections the replayer reports to a Rebuildable child.
+type observedInput struct {
+	*rebuildableInput
+	mu       sync.Mutex
+	rejected []string // first source of each rejected batch, once per rejection
+}
+
+func (o *observedInput) Rejected(orig Originals) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.rejected = append(o.rejected, orig.(sourceBatch).src[0])
+}
+
+// A child that observes rejections is told of each one, with the originals of the batch.
+func TestRejectionObserverIsToldOfEachRejection(t *testing.T) {
+	child := &observedInput{rebuildableInput: newRebuildable([]string{"a", "b"}, []string{"c"})}
+	r := Wrap(child)
+	ctx := context.Background()
+	boom := errors.New("refused")
+	b, ack := read(t, r)
+	_ = ack(ctx, service.NewBatchError(b, boom).Failed(1, boom))
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "b" {
+		t.Fatalf("redelivery %q, want b", got)
+	}
+	_ = ack(ctx, boom)
+	b, ack = read(t, r)
+	_ = ack(ctx, nil)
+	b, ack = read(t, r)
+	if got := contents(t, b); got != "c" {
+		t.Fatalf("got %q, want c", got)
+	}
+	_ = ack(ctx, nil)
+	child.mu.Lock()
+	defer child.mu.Unlock()
+	if strings.Join(child.rejected, ",") != "a,a" {
+		t.Fatalf("rejections reported: %q, want a,a (the batch starting at a, twice)", child.rejected)
 	}
 }
 

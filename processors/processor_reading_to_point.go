@@ -87,6 +87,14 @@ summary at most every 30s) with the request id. A message with nothing left to s
 unpersisted, null, non-finite or dropped) is removed from the batch, which acknowledges it, and counted in
 `+"`"+rtpMetricFiltered+"`"+`.
 
+### Mapping by configuration
+
+Everyday changes need no Bloblang. A value goes through its `+"`metadata.persist`"+` flag, then `+"`field_include`"+` and
+`+"`field_exclude`"+` (globs on the label as it arrives, `+"`value_{i}`"+` when it has none); a label listed in `+"`field_tags`"+`
+becomes a tag; the others are fields named by `+"`field_rename`"+`, then `+"`reserved_keys`"+`. `+"`static_tags`"+` adds fixed tags.
+Settings that contradict each other (a tag key set twice, two labels renamed to one name, a field renamed to a tag
+key, a `+"`field_tags`"+` label the patterns drop) fail at start.
+
 ### Errors
 
 A message that cannot be mapped keeps its content and is marked with an error (route it with `+"`catch`"+` or a

@@ -899,6 +899,7 @@ func appendTagPair(out []byte, key, value string) []byte {
 
 // persisted reads metadata.persist for the value at i: a list of flags (a
 // missing or null entry means store), else the flag for the whole message.
+// Small enough to be inlined: it runs for every value.
 func persisted(all bool, list []*fastjson.Value, i int) (bool, *mappingError) {
 	if list == nil {
 		return all, nil
@@ -912,24 +913,30 @@ func persisted(all bool, list []*fastjson.Value, i int) (bool, *mappingError) {
 	case fastjson.TypeTrue, fastjson.TypeNull:
 		return true, nil
 	}
-	return false, validationErr("metadata.persist[" + strconv.Itoa(i) + "] is " + describe(list[i]) + ", expected a boolean")
+	return false, persistEntryErr(list[i], i)
+}
+
+func persistEntryErr(v *fastjson.Value, i int) *mappingError {
+	return validationErr("metadata.persist[" + strconv.Itoa(i) + "] is " + describe(v) + ", expected a boolean")
 }
 
 // valueLabel is the name of the value at i before any rule: its label, or
-// value_{i} when there is none (fromLabel false).
+// value_{i} when there is none (fromLabel false). Inlined, like persisted.
 func valueLabel(nameList []*fastjson.Value, namesKey string, i int) (name string, fromLabel bool, _ *mappingError) {
 	if nameList != nil {
-		switch nameList[i].Type() {
-		case fastjson.TypeString:
+		if t := nameList[i].Type(); t == fastjson.TypeString {
 			if b, _ := nameList[i].StringBytes(); len(b) > 0 {
 				return b2s(b), true, nil
 			}
-		case fastjson.TypeNull:
-		default:
-			return "", false, validationErr(namesKey + "[" + strconv.Itoa(i) + "] is " + describe(nameList[i]) + ", expected a string or null")
+		} else if t != fastjson.TypeNull {
+			return "", false, labelEntryErr(nameList[i], namesKey, i)
 		}
 	}
 	return valueName(i), false, nil
+}
+
+func labelEntryErr(v *fastjson.Value, namesKey string, i int) *mappingError {
+	return validationErr(namesKey + "[" + strconv.Itoa(i) + "] is " + describe(v) + ", expected a string or null")
 }
 
 // keyRequestID is the request id used when the message has none: the record

@@ -85,10 +85,18 @@ func TestFaultKilledThreeTimes(t *testing.T) {
 		lastKill time.Time
 		before   map[string]bool // members the group had up to the last crash
 	)
+	// FAILOVER_KILL_JOINING=1 kills the second instance 2 s after its start instead, while its
+	// join waits at the broker for the first one's session to expire (the broker quirk above).
+	killJoining := os.Getenv("FAILOVER_KILL_JOINING") == "1"
 	for i := 0; i < 3; i++ {
-		p.waitConsuming(90 * time.Second)
-		event(fmt.Sprintf("instance %d consuming", i+1))
-		time.Sleep(300 * time.Millisecond)
+		if killJoining && i == 1 {
+			time.Sleep(2 * time.Second)
+			event(fmt.Sprintf("instance %d still joining", i+1))
+		} else {
+			p.waitConsuming(90 * time.Second)
+			event(fmt.Sprintf("instance %d consuming", i+1))
+			time.Sleep(300 * time.Millisecond)
+		}
 		before = watch.members() // the instance killed is among them: it owns partitions
 		p.kill()
 		lastKill = time.Now()

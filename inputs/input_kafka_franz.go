@@ -96,15 +96,18 @@ the last commit, so records that were in flight are delivered again; nothing is 
 
 When `+"`auto_replay_nacks`"+` is true (the default) a batch rejected downstream (nacked) is
 delivered again until it is accepted: only the messages the rejection names when it names
-them, else the whole batch; the first two retries are immediate, then the pause grows to 5s.
-Its offsets are not committed meanwhile. With it false a rejected batch counts as done and its
-offsets are committed.
+them, else the whole batch; the first two retries are immediate, then the pause grows to 5s
+(jittered). A batch waiting out its pause delays no other batch. Its offsets are not committed
+meanwhile. With it false a rejected batch counts as done and its offsets are committed.
 
 ### Back pressure and connectivity
 
 At most `+"`checkpoint_limit`"+` records per partition are held between fetch and commit
 (plus one fetch); while any partition is at the limit the input stops taking fetches until
-acknowledgements come back, so memory stays bounded when the output is slow. When no broker
+acknowledgements come back, so memory stays bounded when the output is slow. A partition at the
+limit whose commit is held by a batch that was rejected and is being retried (a message whose
+error record the error topic keeps refusing, say) is instead paused on its own until that batch
+is accepted, and the other partitions go on; a warning names it. When no broker
 can be reached the input reports itself disconnected (the `+"`/ready`"+` endpoint answers 503)
 and reconnects by itself, resuming where it was.
 
@@ -197,7 +200,7 @@ record fetched and the partition's high watermark, for the partitions this membe
 				Example("1s").
 				Advanced(),
 			service.NewIntField(kfiFieldCheckpointLimit).
-				Description("Maximum records per partition held between fetch and commit. While any partition is at the limit, the input takes no further fetch until acknowledgements free room: this bounds memory and is the input's back pressure.").
+				Description("Maximum records per partition held between fetch and commit. While any partition is at the limit, the input takes no further fetch until acknowledgements free room: this bounds memory and is the input's back pressure. A partition at the limit behind a rejected batch that is being retried is paused alone instead, so it does not stop the others.").
 				Default(1024).
 				Example(10000).
 				Advanced(),
@@ -661,7 +664,9 @@ func (in *franzInput) Close(ctx context.Context) error {
 // backlog on every resume (about 45k against 105k messages/s); not polling
 // leaves franz-go's one buffered fetch waiting, and nothing is fetched twice.
 // The cost: while one partition is at its limit the others wait too, which
-// changes little as they share the pipeline and its output.
+// changes little as they share the pipeline and its output. The exception is
+// a partition full behind a batch that keeps being rejected: it frees no room
+// however long the others wait, so it is paused alone (holdBack).
 func (in *franzInput) pollLoop(cl *kgo.Client) {
 	defer in.bg.Done()
 	for {

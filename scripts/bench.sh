@@ -23,6 +23,9 @@
 #   scripts/bench.sh -messages 500000 -backlog 0       bigger streams, no backlog runs
 #   scripts/bench.sh -runs raw,tuned                   only the raw limits and the tuned run
 #   scripts/bench.sh -profile .run/bench/pprof         CPU, heap and goroutine profiles per run
+#   scripts/bench.sh -scenario stuck                   one message refused forever on one of 6
+#                                                      partitions: the other five against 5/6 of
+#                                                      the clean rate (-stuck-tuned: tuned values)
 #   go run ./cmd/ingestor-bench -h                     every flag
 #
 # Figures vary with what else runs on the machine: compare ratios from the same run. Logs of

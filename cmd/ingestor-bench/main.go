@@ -56,6 +56,7 @@ type options struct {
 	scenario                 string
 	stuckPartitions          int
 	stuckTuned               bool
+	stuckRounds              int
 }
 
 func main() {
@@ -82,6 +83,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only these ingestor runs, comma separated (shipped, tuned, shipped-flood, tuned-flood, shipped-backlog, tuned-backlog); empty: all that -runs selects")
 	flag.StringVar(&o.scenario, "scenario", "", "a scenario instead of the usual runs: stuck (one message on partition 0 that the error topic refuses forever, against the same stream clean; see stuck.go)")
 	flag.IntVar(&o.stuckPartitions, "stuck-partitions", 6, "partitions of the stuck scenario's topics")
+	flag.IntVar(&o.stuckRounds, "stuck-rounds", 2, "clean and stuck runs of the stuck scenario, alternating; the figure compares their means")
 	flag.BoolVar(&o.stuckTuned, "stuck-tuned", false, "run the stuck scenario with the tuned values of -tuned-env instead of the shipped defaults")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {

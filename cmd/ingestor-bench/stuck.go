@@ -113,8 +113,14 @@ func runStuck(ctx context.Context, o options) error {
 	stuckSpec.name, stuckSpec.stream = "stuck", stuck
 	stuckSpec.held, stuckSpec.want = stuckPartition, int64(stuck.messages)-heldCount
 
+	// Clean and stuck runs alternate, so that the machine's drift (other work on its cores)
+	// falls on both alike; the figure compares their means.
+	var plan []runSpec
+	for range max(o.stuckRounds, 1) {
+		plan = append(plan, cleanSpec, stuckSpec)
+	}
 	var results []runResult
-	for i, rs := range []runSpec{cleanSpec, stuckSpec} {
+	for i, rs := range plan {
 		rs.group = fmt.Sprintf("bench_%s_%d", rs.name, time.Now().UnixNano())
 		rs.db = fmt.Sprintf("stuck_%d", i)
 		fmt.Printf("== %s: %s, batch %d, flush %d ms, %d messages drained\n", rs.name, filepath.Base(rs.config), rs.batch, rs.flushMS, rs.messages())
@@ -146,7 +152,19 @@ func runStuck(ctx context.Context, o options) error {
 		results = append(results, r)
 	}
 
-	c, s := results[0], results[1]
+	mean := func(name string) (steady, drained float64) {
+		n := 0.0
+		for _, r := range results {
+			if r.spec.name == name {
+				steady += r.steady
+				drained += r.rate()
+				n++
+			}
+		}
+		return steady / n, drained / n
+	}
+	cSteady, cDrained := mean(cleanSpec.name)
+	sSteady, sDrained := mean(stuckSpec.name)
 	share := float64(parts-1) / float64(parts)
 	fmt.Println()
 	fmt.Println("== summary")
@@ -156,8 +174,9 @@ func runStuck(ctx context.Context, o options) error {
 	for _, r := range results {
 		fmt.Printf("%-12s %9d %9.0f %9.0f\n", r.spec.name, r.spec.messages(), r.steady, r.rate())
 	}
+	fmt.Printf("means: clean %.0f steady, %.0f drained; stuck %.0f steady, %.0f drained\n", cSteady, cDrained, sSteady, sDrained)
 	fmt.Printf("the %d partitions beside the stuck one, against %d/%d of the clean rate: steady %.2fx, drained %.2fx (target: at least 0.9x)\n",
-		parts-1, parts-1, parts, s.steady/(share*c.steady), s.rate()/(share*c.rate()))
+		parts-1, parts-1, parts, sSteady/(share*cSteady), sDrained/(share*cDrained))
 	return nil
 }
 

@@ -212,6 +212,8 @@ Prefer the default measurement: a custom interpolated one evaluates Bloblang on 
   if this.reserved_keys.or("reject") == "rename" && this.reserved_key_prefix.or("x_").re_match("^(_|$)") { "reserved_key_prefix must be non-empty and must not start with _ when reserved_keys is rename" },
   if this.tags.or({}).keys().any(k -> k == "time" || k.has_prefix("_") || k == "") { "tag keys may not be empty, time or start with _: InfluxDB rejects them" },
   if this.tags.or({}).values().any(p -> p.trim() == "") { "every tag needs a non-empty path" },
+  if this.static_tags.or({}).keys().any(k -> this.tags.or({}).keys().contains(k)) { "a tag key is in both static_tags and tags: keep one of them" },
+  if this.static_tags.or({}).keys().any(k -> k == "time" || k.has_prefix("_") || k == "") { "static_tags keys may not be empty, time or start with _: InfluxDB rejects them" },
   if this.max_fields.or(1) < 1 { "max_fields must be at least 1" },
   if this.max_line_bytes.or(64) < 64 { "max_line_bytes must be at least 64" },
 ].filter(e -> e != null)`).

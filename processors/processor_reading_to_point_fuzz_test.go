@@ -92,6 +92,9 @@ func FuzzReadingToPoint(f *testing.F) {
 		"",
 		"tags: {index: index, unit: metadata.datatype_unit, first: labels.0}\nreserved_keys: rename\nnumbers: float\nprecision: s\nnested_values: drop",
 		"time_source: kafka\nprecision: ns",
+		// The guard that empties oversized arrays before decoding, on small inputs.
+		"max_fields: 2\nmax_line_bytes: 64",
+		"static_tags: {site: paris}\nfield_tags: [a, value_1]\nfield_rename: {b: bb, value_0: v0}\nfield_exclude: ['c*']\nmeasurement: '${!json(\"device_id\")}'",
 	}
 	procs := make([]*readingToPoint, len(confs))
 	f.Fuzz(func(t *testing.T, input string, conf uint8) {

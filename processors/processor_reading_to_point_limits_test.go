@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/valyala/fastjson"
 
 	"github.com/preservarium/iot-ingestor/internal/meta"
 )
@@ -124,4 +125,58 @@ func TestReadingToPointHugeReadingAllocates(t *testing.T) {
 	if id, _ := msg.MetaGet(meta.RequestID); id != "huge-1" {
 		t.Errorf("request id %q, want huge-1", id)
 	}
+}
+
+// FuzzOversizedArrays checks the walk that counts the contract arrays without
+// decoding against the parser: for any JSON object, the entries it counts in
+// the last values, labels and label are the parser's, and the text it returns
+// parses to the same object with the arrays over the limit emptied.
+func FuzzOversizedArrays(f *testing.F) {
+	for _, s := range []string{
+		`{"values":[1,2,3],"labels":["a","b","c"]}`,
+		`{"values":[[1,2],{"a":[3,4]},"x,y]"],"label":["a"],"values":[1,2,3,4]}`,
+		` { "valu\u0065s" : [ 1 , 2 , 3 ] , "x" : { "values" : [1,2,3,4] } } `,
+		`{"labels":[],"values":[null,true,false,-1.5e3,"\"]"]}`,
+	} {
+		f.Add([]byte(s), 2)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, limit int) {
+		if limit < 0 || limit > 8 {
+			return
+		}
+		var p fastjson.Parser
+		v, err := p.ParseBytes(in)
+		if err != nil || v.Type() != fastjson.TypeObject || fastjson.ValidateBytes(in) != nil {
+			return
+		}
+		o, _ := v.Object()
+		counts := map[string]int{}
+		o.Visit(func(k []byte, item *fastjson.Value) {
+			if _, ok := counts[string(k)]; !ok && item.Type() == fastjson.TypeArray {
+				counts[string(k)] = 0
+			}
+			if item.Type() == fastjson.TypeArray {
+				a, _ := item.Array()
+				counts[string(k)] = len(a)
+			} else {
+				delete(counts, string(k))
+			}
+		})
+		text, over, n := oversizedArrays(in, limit, nil)
+		if over != "" {
+			if counts[over] != n || n <= limit {
+				t.Fatalf("%s: reported %s with %d entries, the parser counts %d (limit %d)", in, over, n, counts[over], limit)
+			}
+		} else if c, ok := counts["values"]; ok && c > limit {
+			t.Fatalf("%s: values has %d entries over %d, not reported", in, c, limit)
+		}
+		cut, err := fastjson.ParseBytes(text)
+		if err != nil {
+			t.Fatalf("%s: the cut text %s does not parse: %v", in, text, err)
+		}
+		co, _ := cut.Object()
+		if co.Len() != o.Len() {
+			t.Fatalf("%s: the cut text %s has %d members, want %d", in, text, co.Len(), o.Len())
+		}
+	})
 }

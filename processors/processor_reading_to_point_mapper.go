@@ -508,15 +508,35 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 	nonFinite := 0
 	written := 0
 	for i, v := range vals {
-		if keep, err := persisted(persistAll, persistList, i); err != nil {
-			return out, false, 0, err
-		} else if !keep {
+		// The rules of persisted and valueLabel, written out: this loop runs
+		// for every value of every message, and neither call is inlined.
+		if persistList != nil {
+			if i < len(persistList) {
+				switch persistList[i].Type() {
+				case fastjson.TypeFalse:
+					continue
+				case fastjson.TypeTrue, fastjson.TypeNull:
+				default:
+					return out, false, 0, persistEntryErr(persistList[i], i)
+				}
+			}
+		} else if !persistAll {
 			continue
 		}
 		// Field name: the label, or value_{i} when there is none.
-		name, fromLabel, err := valueLabel(nameList, namesKey, i)
-		if err != nil {
-			return out, false, 0, err
+		name, fromLabel := "", false
+		if nameList != nil {
+			switch nameList[i].Type() {
+			case fastjson.TypeString:
+				b, _ := nameList[i].StringBytes()
+				name, fromLabel = b2s(b), true
+			case fastjson.TypeNull:
+			default:
+				return out, false, 0, labelEntryErr(nameList[i], namesKey, i)
+			}
+		}
+		if name == "" {
+			name, fromLabel = valueName(i), false
 		}
 		if m.fieldRules.set {
 			// The label as it arrives selects the value; field_tags labels
@@ -532,6 +552,7 @@ func (m *pointMapper) appendPoint(st *mapState, root *fastjson.Value, out []byte
 			}
 		}
 		decl := declNone
+		var err *mappingError
 		if i < len(typeList) {
 			if decl, err = parseDeclared(typeList[i], i); err != nil {
 				return out, false, 0, err

@@ -472,6 +472,11 @@ func TestReadingToPointLint(t *testing.T) {
 		{conf: "reading_to_point: {reserved_keys: rename, reserved_key_prefix: _x}", lint: "reserved_key_prefix must be non-empty"},
 		{conf: "reading_to_point: {tags: {a: ' '}}", lint: "every tag needs a non-empty path"},
 		{conf: "reading_to_point: {precision: m}", lint: "value m is not a valid option"},
+		{conf: "reading_to_point: {tags: {index: index}, static_tags: {index: P}}", lint: "a tag key is in both static_tags and tags"},
+		{conf: "reading_to_point: {static_tags: {_site: paris}}", lint: "static_tags keys may not be empty, time or start with _"},
+		{conf: "reading_to_point: {max_fields: 0}", lint: "max_fields must be at least 1"},
+		{conf: "reading_to_point: {max_line_bytes: 10}", lint: "max_line_bytes must be at least 64"},
+		{conf: "reading_to_point: {tags: {index: index}, static_tags: {site: paris}, max_fields: 10, precision: s}", lint: ""},
 		{conf: "reading_to_point: {tags: {index: index}, precision: s}", lint: ""},
 	}
 	for _, c := range cases {

@@ -53,6 +53,7 @@ type options struct {
 	workDir                  string
 	seed                     int64
 	only                     string
+	whole                    wholeOptions // the whole-run drains: drain.go
 }
 
 func main() {
@@ -71,12 +72,13 @@ func main() {
 	flag.IntVar(&o.tunedBatch, "tuned-batch", 500, "INFLUXDB_BATCH_SIZE of the tuned runs (the tuned config's default)")
 	flag.IntVar(&o.tunedFlush, "tuned-flush-ms", 1000, "INFLUXDB_FLUSH_INTERVAL_MS of the tuned runs (the tuned config's default)")
 	flag.StringVar(&conc, "raw-concurrency", "4,8", "concurrent writers tried for the raw write limit; the best is the limit")
-	flag.StringVar(&o.runs, "runs", "raw,shipped,tuned,flood,backlog", "what to measure, comma separated: raw, shipped, tuned, flood, backlog")
+	flag.StringVar(&o.runs, "runs", "raw,shipped,tuned,flood,backlog,whole6,whole12", "what to measure, comma separated: raw, shipped, tuned, flood, backlog, wholeN (the whole-run drains of -whole-runs on N partitions)")
 	flag.StringVar(&o.profile, "profile", "", "directory to save CPU and heap profiles of the shipped and tuned runs (empty: no profiling)")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 8, "length of each CPU profile")
 	flag.StringVar(&o.workDir, "work", "", "directory for logs and InfluxDB data (default: a new temporary directory)")
 	flag.Int64Var(&o.seed, "seed", 1, "generator seed")
 	flag.StringVar(&o.only, "only", "", "run only these ingestor runs, comma separated (shipped, tuned, shipped-flood, tuned-flood, shipped-backlog, tuned-backlog); empty: all that -runs selects")
+	registerWholeFlags(&o.whole)
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		var n int
@@ -356,7 +358,7 @@ func run(ctx context.Context, o options) error {
 				base, c.steady/r.steady, c.rate()/r.rate())
 		}
 	}
-	return nil
+	return runWholeDrains(ctx, wholeEnv{o: o, influx: influx, brokers: brokers, adm: adm, backlog: backlog, runs: runs, tunedEnv: o.tunedEnv})
 }
 
 // loadEnvFile reads KEY=VALUE lines (blank lines and # comments skipped), the format of the

@@ -8,14 +8,17 @@ package main
 // protocol, plain concurrent HTTP) is the ceiling the runs are compared to.
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -442,8 +445,9 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, want i
 		return res, err
 	}
 	defer logf.Close()
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	started := time.Now()
+	lw := &elapsedWriter{w: logf, start: started}
+	p.cmd.Stdout, p.cmd.Stderr = lw, lw
 	if err := p.cmd.Start(); err != nil {
 		return res, fmt.Errorf("%s: starting %s: %w", p.name, p.cmd.Path, err)
 	}
@@ -477,6 +481,7 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, want i
 		}
 		if found, err := hasMeasurement(influx, p.db); err == nil && found {
 			res.first = time.Since(started)
+			lw.mark("first value stored in InfluxDB (seen by polling)")
 			break
 		}
 		if limit := min(w.timeout, w.stall); time.Since(started) > limit {
@@ -503,6 +508,7 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, want i
 		}
 		res.stored = n
 		if n >= want {
+			lw.mark("every value stored in InfluxDB (%d field values)", n)
 			finish("")
 			if n > want {
 				res.note = fmt.Sprintf("%d field values stored, %d expected", n, want)
@@ -595,4 +601,48 @@ func printWholeSummary(results []wholeResult, w wholeOptions) {
 			fmt.Printf("* %d partitions, %s: %s\n", r.partitions, r.name, r.incomplete)
 		}
 	}
+}
+
+// elapsedWriter prefixes each line a process logs with the time since its start, to the
+// millisecond: the engine's and Telegraf's own timestamps are whole seconds, too coarse to tell
+// where a start-up's second goes.
+type elapsedWriter struct {
+	mu      sync.Mutex // the process's output and the harness's marks share the file
+	w       io.Writer
+	start   time.Time
+	partial bool // the last write ended mid-line
+}
+
+func (e *elapsedWriter) Write(b []byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		if !e.partial {
+			if _, err := fmt.Fprintf(e.w, "+%07.3fs ", time.Since(e.start).Seconds()); err != nil {
+				return 0, err
+			}
+		}
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i+1], b[i+1:]
+			e.partial = false
+		} else {
+			b = nil
+			e.partial = true
+		}
+		if _, err := e.w.Write(line); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// mark logs what the harness saw, on a line of its own.
+func (e *elapsedWriter) mark(format string, args ...any) {
+	line := "[ingestor-bench] " + fmt.Sprintf(format, args...) + "\n"
+	if e.partial {
+		line = "\n" + line
+	}
+	_, _ = e.Write([]byte(line))
 }

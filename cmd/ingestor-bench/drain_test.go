@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,5 +77,26 @@ func TestDropVars(t *testing.T) {
 	got := dropVars([]string{"PATH=/bin", "INFLUXDB_BATCH_SIZE=5000", "GOGC=400", "HOME=/root"}, "INFLUXDB_", "GOGC")
 	if !reflect.DeepEqual(got, []string{"PATH=/bin", "HOME=/root"}) {
 		t.Errorf("dropVars = %v", got)
+	}
+}
+
+func TestElapsedWriterPrefixesEachLine(t *testing.T) {
+	var b bytes.Buffer
+	w := &elapsedWriter{w: &b, start: time.Now()}
+	for _, s := range []string{"one\ntw", "o\n", "three\nfour\n"} {
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	want := []string{"one", "two", "three", "four"}
+	if len(lines) != len(want) {
+		t.Fatalf("got %q", b.String())
+	}
+	for i, l := range lines {
+		prefix, rest, ok := strings.Cut(l, "s ")
+		if !ok || !strings.HasPrefix(prefix, "+0") || rest != want[i] {
+			t.Errorf("line %d = %q, want +0.00Xs %s", i, l, want[i])
+		}
 	}
 }

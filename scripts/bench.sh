@@ -17,7 +17,17 @@
 #   5. prints messages/s (steady: between 10% and 90% of the stream; drained: first message to
 #      last commit), the ratio to the raw write limit at the same batch size (measured right
 #      before and after each run), CPU seconds per million messages (utime+stime of the ingestor
-#      from /proc) and peak RSS (VmHWM), then the poison flood against the clean stream.
+#      from /proc) and peak RSS (VmHWM), then the poison flood against the clean stream;
+#   6. the whole-run drains (-runs whole6,whole12: a backlog of -whole-backlog messages on 6 and
+#      12 partitions): each configuration of -whole-runs is timed from its process's start to
+#      the last value stored, read from InfluxDB's field-value count (polled once a second), with
+#      the time to the first stored value, CPU s per million and peak RSS: the raw write limit
+#      (pre-encoded, batch 5000 and batch 100, 4 posts at once), Telegraf 1.36 doing the same
+#      job (bench/telegraf/: kafka_consumer, the Starlark mapping, influxdb_v2, batch 5000;
+#      built once by scripts/install-telegraf.sh), the ingestor as shipped, with
+#      INFLUXDB_BATCH_SIZE alone at 100 to 10000 (-whole-runs batch or all), and with
+#      config/ingestor-high-volume.env. Telegraf's database is compared with the ingestor's
+#      (counts per field of every measurement, field types, a sample value by value).
 #
 #   scripts/bench.sh                                   200,000 messages, 1,000,000 backlog
 #   scripts/bench.sh -messages 500000 -backlog 0       bigger streams, no backlog runs
@@ -26,6 +36,8 @@
 #   scripts/bench.sh -scenario stuck                   one message refused forever on one of 6
 #                                                      partitions: the other five against 5/6 of
 #                                                      the clean rate (-stuck-tuned: tuned values)
+#   scripts/bench.sh -runs whole6 -whole-runs all      every whole-run drain on 6 partitions only
+#   scripts/bench.sh -runs raw,shipped,tuned           no whole-run drains (no Telegraf needed)
 #   go run ./cmd/ingestor-bench -h                     every flag
 #
 # Figures vary with what else runs on the machine: compare ratios from the same run. Logs of
@@ -36,8 +48,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 "$root/scripts/install-influxdb.sh"
+# Telegraf is needed only by the telegraf whole-run drain (in the default runs); a first build
+# takes minutes, later runs reuse it.
+"$root/scripts/install-telegraf.sh"
 echo "== building"
 go build -o bin/ingestor ./cmd/ingestor
 go build -o bin/ingestor-bench ./cmd/ingestor-bench
 exec bin/ingestor-bench -bin bin/ingestor -influxd .tools/bin/influxd \
-  -shipped-config config/ingestor.yaml -tuned-env config/ingestor-high-volume.env "$@"
+  -shipped-config config/ingestor.yaml -tuned-env config/ingestor-high-volume.env \
+  -telegraf .tools/bin/telegraf -telegraf-config bench/telegraf/telegraf.conf \
+  -telegraf-mapping bench/telegraf/mapping.star "$@"

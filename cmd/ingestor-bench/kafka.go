@@ -19,6 +19,7 @@ type stream struct {
 	topic    string
 	messages int
 	stored   int // messages that become a point
+	values   int // field values of those points: what InfluxDB counts once all are stored
 	filtered int // valid messages with nothing to store
 	errors   int // messages that become an error record
 	// lines is the line protocol of the stored messages, mapped in-process by reading_to_point
@@ -80,6 +81,7 @@ func preload(ctx context.Context, brokers string, topic string, count int, badSh
 		switch r.Expect.Outcome {
 		case readinggen.OutcomeStored:
 			s.stored++
+			s.values += len(r.Expect.Fields)
 		case readinggen.OutcomeFiltered:
 			s.filtered++
 		case readinggen.OutcomeError:

@@ -57,6 +57,7 @@ type options struct {
 	stuckPartitions          int
 	stuckTuned               bool
 	stuckRounds              int
+	whole                    wholeOptions // the whole-run drains: drain.go
 }
 
 func main() {
@@ -75,7 +76,7 @@ func main() {
 	flag.IntVar(&o.tunedBatch, "tuned-batch", 500, "INFLUXDB_BATCH_SIZE of the tuned runs (the tuned config's default)")
 	flag.IntVar(&o.tunedFlush, "tuned-flush-ms", 1000, "INFLUXDB_FLUSH_INTERVAL_MS of the tuned runs (the tuned config's default)")
 	flag.StringVar(&conc, "raw-concurrency", "4,8", "concurrent writers tried for the raw write limit; the best is the limit")
-	flag.StringVar(&o.runs, "runs", "raw,shipped,tuned,flood,backlog", "what to measure, comma separated: raw, shipped, tuned, flood, backlog")
+	flag.StringVar(&o.runs, "runs", "raw,shipped,tuned,flood,backlog,whole6,whole12", "what to measure, comma separated: raw, shipped, tuned, flood, backlog, wholeN (the whole-run drains of -whole-runs on N partitions)")
 	flag.StringVar(&o.profile, "profile", "", "directory to save CPU and heap profiles of the shipped and tuned runs (empty: no profiling)")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 8, "length of each CPU profile")
 	flag.StringVar(&o.workDir, "work", "", "directory for logs and InfluxDB data (default: a new temporary directory)")
@@ -85,6 +86,7 @@ func main() {
 	flag.IntVar(&o.stuckPartitions, "stuck-partitions", 6, "partitions of the stuck scenario's topics")
 	flag.IntVar(&o.stuckRounds, "stuck-rounds", 2, "clean and stuck runs of the stuck scenario, alternating; the figure compares their means")
 	flag.BoolVar(&o.stuckTuned, "stuck-tuned", false, "run the stuck scenario with the tuned values of -tuned-env instead of the shipped defaults")
+	registerWholeFlags(&o.whole)
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		var n int
@@ -354,7 +356,7 @@ func run(ctx context.Context, o options) error {
 				base, c.steady/r.steady, c.rate()/r.rate())
 		}
 	}
-	return nil
+	return runWholeDrains(ctx, wholeEnv{o: o, influx: influx, brokers: brokers, adm: adm, backlog: backlog, runs: runs, tunedEnv: o.tunedEnv})
 }
 
 // prepare makes the work directory and the paths of o absolute, and checks the binary exists.

@@ -151,6 +151,67 @@ influxdb_v2:
 	}
 }
 
+func TestInfluxOutputLintURLScheme(t *testing.T) {
+	for conf, want := range map[string]string{
+		"url: localhost:8086":                               "url must start with http:// or https://",
+		"url: influxdb:8086":                                "url must start with http:// or https://",
+		"url: ftp://influxdb:8086":                          "url must start with http:// or https://",
+		"url: http://influxdb:8086\nproxy_url: proxy:3128":  "proxy_url must start with http:// or https://",
+		"url: https://influxdb:8086\nmax_request_bytes: 0":  "max_request_bytes must be at least 1",
+		"url: https://influxdb:8086\nproxy_url: http://p:1": "",
+	} {
+		err := service.NewEnvironment().NewStreamBuilder().AddOutputYAML("influxdb_v2:\n  bucket: b\n  " + strings.ReplaceAll(conf, "\n", "\n  "))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q rejected: %v", conf, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: lint error %v, want %q", conf, err, want)
+		}
+	}
+}
+
+func TestInfluxHeadersAndUserAgent(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), "user_agent: ingestor-paris\nhttp_headers:\n  X-Tenant: plant-7\n"))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	ws := fi.Writes()
+	if len(ws) != 2 {
+		t.Fatalf("requests %d, want the probe and one write", len(ws))
+	}
+	for _, r := range ws {
+		if r.Header.Get("X-Tenant") != "plant-7" || r.Header.Get("User-Agent") != "ingestor-paris" || r.Authorization != "Token SECRET-TOKEN-42" {
+			t.Errorf("request headers %v", r.Header)
+		}
+	}
+}
+
+// proxy_url sends the requests through the named HTTP proxy, which sees absolute URLs.
+func TestInfluxProxyURL(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.String())
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer proxy.Close()
+	w := newTestInfluxWriter(t, stubConf("http://influxdb.invalid:8086", "proxy_url: "+proxy.URL+"\n"))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect through the proxy: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "http://influxdb.invalid:8086/api/v2/write?") {
+		t.Fatalf("proxy saw %v, want the probe to influxdb.invalid", seen)
+	}
+}
+
 func TestInfluxRetryAfterHTTPDate(t *testing.T) {
 	h := http.Header{}
 	h.Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))

@@ -41,6 +41,8 @@ type WriteRequest struct {
 	Fault         Fault
 	// At is when the request arrived: tests bound the rate of writes with it.
 	At time.Time
+	// Header is the request's headers.
+	Header http.Header
 }
 
 // FaultInjector is a fault-injecting HTTP stub for what InfluxDB 1.8 cannot
@@ -192,7 +194,7 @@ func (f *FaultInjector) serveWrite(w http.ResponseWriter, r *http.Request) {
 		text, _ = io.ReadAll(zr)
 	}
 	req := WriteRequest{Query: r.URL.Query(), Authorization: r.Header.Get("Authorization"),
-		Gzip: r.Header.Get("Content-Encoding") == "gzip", At: time.Now()}
+		Gzip: r.Header.Get("Content-Encoding") == "gzip", At: time.Now(), Header: r.Header.Clone()}
 	for _, l := range strings.Split(string(text), "\n") {
 		if strings.TrimSpace(l) != "" {
 			req.Lines = append(req.Lines, l)

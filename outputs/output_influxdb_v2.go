@@ -161,9 +161,10 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 				Description("Organization name (required by InfluxDB 2.x, ignored by 1.8; omitted from the request when empty).").
 				Default("").
 				Example("preservarium"),
-			service.NewStringField(ifoFieldBucket).
-				Description("Bucket to write to (InfluxDB 1.8: `database` or `database/retention-policy`).").
-				Example("iot_data"),
+			service.NewInterpolatedStringField(ifoFieldBucket).
+				Description("Bucket to write to (InfluxDB 1.8: `database` or `database/retention-policy`). An interpolation chooses it per message (Telegraf's `bucket_tag`): a batch is then written per bucket, a message whose bucket InfluxDB does not have (404) fails as `write: bucket \"x\" not found ...` (so it reaches the error topic and can be redriven once the bucket exists), and the connection check asks InfluxDB's `/health` instead of writing to a bucket. A fixed bucket's 404 is a deployment problem: not ready, nothing acknowledged.").
+				Example("iot_data").
+				Example(`${! meta("tenant").or("default") }_data`),
 			service.NewStringEnumField(ifoFieldPrecision, "ns", "us", "ms", "s").
 				Description("Precision of the timestamps in the messages; the point mapper emits nanoseconds.").
 				Default("ns").
@@ -321,10 +322,15 @@ type influxHealth struct {
 type influxWriter struct {
 	log *service.Logger
 
-	serverURL       string
-	org             string
-	bucket          string
-	writeURL        string
+	serverURL string
+	org       string
+	// bucket is the fixed bucket, or empty when bucketRoute chooses one per message.
+	bucket      string
+	bucketRoute *service.InterpolatedString
+	writeURL    string
+	// routedURLs caches the write URL of each routed bucket (bucket -> string).
+	routedURLs      sync.Map
+	query           url.Values
 	authorization   string
 	userAgent       string
 	headers         map[string]string
@@ -408,11 +414,17 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	if w.org, err = conf.FieldString(ifoFieldOrg); err != nil {
 		return nil, err
 	}
-	if w.bucket, err = conf.FieldString(ifoFieldBucket); err != nil {
+	bucketI, err := conf.FieldInterpolatedString(ifoFieldBucket)
+	if err != nil {
 		return nil, err
 	}
-	if strings.TrimSpace(w.bucket) == "" {
-		return nil, errors.New("influxdb_v2: bucket is empty")
+	if static, ok := bucketI.Static(); ok {
+		if strings.TrimSpace(static) == "" {
+			return nil, errors.New("influxdb_v2: bucket is empty")
+		}
+		w.bucket = static
+	} else {
+		w.bucketRoute = bucketI
 	}
 	precision, err := conf.FieldString(ifoFieldPrecision)
 	if err != nil {
@@ -501,13 +513,16 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 		return nil, err
 	}
 
-	q := url.Values{}
+	w.query = url.Values{}
 	if w.org != "" {
-		q.Set("org", w.org)
+		w.query.Set("org", w.org)
 	}
-	q.Set("bucket", w.bucket)
-	q.Set("precision", precision)
-	w.writeURL = strings.TrimRight(w.serverURL, "/") + "/api/v2/write?" + q.Encode()
+	w.query.Set("precision", precision)
+	if w.bucketRoute == nil {
+		w.writeURL = w.bucketWriteURL(w.bucket)
+	} else if w.createBucket {
+		return nil, errors.New("influxdb_v2: create_bucket needs a fixed bucket, not an interpolation")
+	}
 
 	transport := &http.Transport{
 		Proxy:               proxy,
@@ -551,6 +566,34 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	w.mUp.Set(0)
 	w.mDelay = m.NewTimer(ifoMetricStoreDelay)
 	return w, nil
+}
+
+// bucketWriteURL is the write endpoint of one bucket.
+func (w *influxWriter) bucketWriteURL(bucket string) string {
+	q := url.Values{}
+	for k, v := range w.query {
+		q[k] = v
+	}
+	q.Set("bucket", bucket)
+	return strings.TrimRight(w.serverURL, "/") + "/api/v2/write?" + q.Encode()
+}
+
+// routedWriteURL is the write endpoint of a bucket a message chose, cached.
+func (w *influxWriter) routedWriteURL(bucket string) string {
+	if u, ok := w.routedURLs.Load(bucket); ok {
+		return u.(string)
+	}
+	u := w.bucketWriteURL(bucket)
+	w.routedURLs.Store(bucket, u)
+	return u
+}
+
+// bucketName is the bucket for logs: the fixed one, or that buckets are routed.
+func (w *influxWriter) bucketName() string {
+	if w.bucketRoute != nil {
+		return "(routed per message)"
+	}
+	return w.bucket
 }
 
 // Connect makes the engine wait before each new attempt while writes fail, then checks that
@@ -668,9 +711,13 @@ func (w *influxWriter) countRetry() {
 }
 
 // probe sends a write without lines: 204 (1.8, 3.x) or 400 "writing requires points" (2.x)
-// both come after the token and bucket checks, so both mean writable.
+// both come after the token and bucket checks, so both mean writable. With buckets routed per
+// message there is no bucket to check: InfluxDB's /health must pass.
 func (w *influxWriter) probe(ctx context.Context) influxAnswer {
-	return classifyProbe(w.post(ctx, nil, false))
+	if w.bucketRoute != nil {
+		return w.probeHealth(ctx)
+	}
+	return classifyProbe(w.post(ctx, w.writeURL, nil, false))
 }
 
 // ensureBucket creates the bucket through the buckets API unless it exists.
@@ -722,7 +769,7 @@ func (w *influxWriter) deploymentText(a influxAnswer) string {
 		cause = "InfluxDB refused the request itself, not its points: check org, bucket and precision"
 	}
 	return fmt.Sprintf("influxdb_v2: InfluxDB at %s refuses writes to bucket %q (%s): %s; nothing is acknowledged until this is fixed",
-		w.serverURL, w.bucket, describeAnswer(a), cause)
+		w.serverURL, w.bucketName(), describeAnswer(a), cause)
 }
 
 // noteProblem logs a deployment problem when it first appears or changes,
@@ -741,7 +788,7 @@ func (w *influxWriter) clearProblem() {
 	defer w.problemMu.Unlock()
 	if w.problem != "" {
 		w.problem = ""
-		w.log.Infof("influxdb_v2: InfluxDB at %s accepts writes to bucket %q again", w.serverURL, w.bucket)
+		w.log.Infof("influxdb_v2: InfluxDB at %s accepts writes to bucket %q again", w.serverURL, w.bucketName())
 	}
 }
 

@@ -22,6 +22,13 @@ type influxBatch struct {
 	fails map[int]error
 }
 
+// bucketGroup is the messages of a batch bound for one bucket, in batch order.
+type bucketGroup struct {
+	bucket   string
+	writeURL string
+	idx      []int
+}
+
 // WriteBatch stores every message of the batch or says which failed. It
 // returns nil (all stored), a *service.BatchError naming exactly the messages
 // InfluxDB rejected (the others are stored), or service.ErrNotConnected when
@@ -33,6 +40,10 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 
 	b := influxBatch{lines: make([][]byte, len(batch)), recordMs: make([]int64, len(batch)), fails: map[int]error{}}
 	idx := make([]int, 0, len(batch))
+	var buckets []string // per message, when routed
+	if w.bucketRoute != nil {
+		buckets = make([]string, len(batch))
+	}
 	points, carried := 0, 0
 	for i, m := range batch {
 		if err := m.GetError(); err != nil {
@@ -61,6 +72,19 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 			w.counts.rejected.Add(int64(n))
 			continue
 		}
+		if buckets != nil {
+			bucket, err := w.bucketRoute.TryString(m)
+			if err == nil && bucket == "" {
+				err = fmt.Errorf("resolves to an empty name")
+			}
+			if err != nil {
+				b.fails[i] = meta.WriteError(fmt.Sprintf("choosing the bucket: %s %v", ifoFieldBucket, err))
+				w.mRejected.Incr(int64(n))
+				w.counts.rejected.Add(int64(n))
+				continue
+			}
+			buckets[i] = bucket
+		}
 		b.lines[i] = raw
 		if ms, ok := meta.RecordTimeMs(m); ok {
 			b.recordMs[i] = ms
@@ -69,21 +93,10 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 		points += n
 	}
 	w.mBatch.Set(int64(points))
-	// Requests under max_request_bytes, in batch order.
-	for start := 0; start < len(idx); {
-		end, size := start, 0
-		for end < len(idx) && size+len(b.lines[idx[end]])+1 <= w.maxRequestBytes {
-			size += len(b.lines[idx[end]]) + 1
-			end++
-		}
-		if start > 0 || end < len(idx) {
-			w.mSplit.Incr(1)
-			w.counts.split.Add(1)
-		}
-		if err := w.writeRange(ctx, &b, idx[start:end]); err != nil {
+	for _, g := range w.groupByBucket(idx, buckets) {
+		if err := w.writeGroup(ctx, &b, g); err != nil {
 			return err
 		}
-		start = end
 	}
 	if len(b.fails) == 0 {
 		return nil
@@ -117,15 +130,69 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 	return bErr
 }
 
+// groupByBucket splits the messages to write by bucket: one group with the fixed bucket, or a
+// group per routed bucket in the order of first appearance.
+func (w *influxWriter) groupByBucket(idx []int, buckets []string) []bucketGroup {
+	if buckets == nil {
+		if len(idx) == 0 {
+			return nil
+		}
+		return []bucketGroup{{bucket: w.bucket, writeURL: w.writeURL, idx: idx}}
+	}
+	var groups []bucketGroup
+	at := map[string]int{}
+	for _, i := range idx {
+		g, ok := at[buckets[i]]
+		if !ok {
+			g = len(groups)
+			at[buckets[i]] = g
+			groups = append(groups, bucketGroup{bucket: buckets[i], writeURL: w.routedWriteURL(buckets[i])})
+		}
+		groups[g].idx = append(groups[g].idx, i)
+	}
+	return groups
+}
+
+// writeGroup writes one bucket's messages in requests under max_request_bytes, in batch order.
+func (w *influxWriter) writeGroup(ctx context.Context, b *influxBatch, g bucketGroup) error {
+	idx := g.idx
+	for start := 0; start < len(idx); {
+		end, size := start, 0
+		for end < len(idx) && size+len(b.lines[idx[end]])+1 <= w.maxRequestBytes {
+			size += len(b.lines[idx[end]]) + 1
+			end++
+		}
+		if start > 0 || end < len(idx) {
+			w.mSplit.Incr(1)
+			w.counts.split.Add(1)
+		}
+		if err := w.writeRange(ctx, b, g, idx[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
 // writeRange writes the messages idx; on rejected points or a 413 it halves the
 // range until the rejected messages stand alone and records their errors.
-func (w *influxWriter) writeRange(ctx context.Context, b *influxBatch, idx []int) error {
-	a, err := w.send(ctx, b, idx)
+func (w *influxWriter) writeRange(ctx context.Context, b *influxBatch, g bucketGroup, idx []int) error {
+	a, err := w.send(ctx, b, g, idx)
 	if err != nil {
 		return err
 	}
 	switch a.outcome {
 	case outcomeStored:
+		return nil
+	case outcomeBucketMissing:
+		// The messages name a bucket InfluxDB does not have: theirs to fail, so they reach
+		// the error topic and can be redriven once it exists.
+		for _, i := range idx {
+			b.fails[i] = meta.WriteError(fmt.Sprintf("bucket %q not found in InfluxDB (404): %s; create it, then redrive", g.bucket, a.message))
+			n := int64(bytes.Count(b.lines[i], []byte{'\n'}) + 1)
+			w.mRejected.Incr(n)
+			w.counts.rejected.Add(n)
+		}
 		return nil
 	case outcomeRejected, outcomeTooLarge:
 		if len(idx) == 1 {
@@ -143,10 +210,10 @@ func (w *influxWriter) writeRange(ctx context.Context, b *influxBatch, idx []int
 		w.mSplit.Incr(1)
 		w.counts.split.Add(1)
 		half := len(idx) / 2
-		if err := w.writeRange(ctx, b, idx[:half]); err != nil {
+		if err := w.writeRange(ctx, b, g, idx[:half]); err != nil {
 			return err
 		}
-		return w.writeRange(ctx, b, idx[half:])
+		return w.writeRange(ctx, b, g, idx[half:])
 	}
 	return service.ErrNotConnected
 }
@@ -154,7 +221,7 @@ func (w *influxWriter) writeRange(ctx context.Context, b *influxBatch, idx []int
 // send posts the messages idx in one request, retrying outages in place.
 // It returns service.ErrNotConnected when the outage outlasts the retries,
 // on a deployment problem, or when ctx ends (shutdown: left unacknowledged).
-func (w *influxWriter) send(ctx context.Context, b *influxBatch, idx []int) (influxAnswer, error) {
+func (w *influxWriter) send(ctx context.Context, b *influxBatch, g bucketGroup, idx []int) (influxAnswer, error) {
 	body := w.bufPool.Get().(*bytes.Buffer)
 	defer w.bufPool.Put(body)
 	body.Reset()
@@ -185,7 +252,10 @@ func (w *influxWriter) send(ctx context.Context, b *influxBatch, idx []int) (inf
 			return influxAnswer{}, service.ErrNotConnected
 		}
 		start := time.Now()
-		a := w.post(ctx, body.Bytes(), w.gzip)
+		a := w.post(ctx, g.writeURL, body.Bytes(), w.gzip)
+		if w.bucketRoute != nil && bucketNotFound(a) {
+			a.outcome = outcomeBucketMissing
+		}
 		switch a.outcome {
 		case outcomeStored:
 			w.mLatency.Timing(time.Since(start).Nanoseconds())
@@ -194,7 +264,7 @@ func (w *influxWriter) send(ctx context.Context, b *influxBatch, idx []int) (inf
 			w.observeStoreDelay(b, idx)
 			w.writeStored()
 			return a, nil
-		case outcomeRejected, outcomeTooLarge:
+		case outcomeRejected, outcomeTooLarge, outcomeBucketMissing:
 			return a, nil
 		case outcomeDeployment:
 			w.attemptFailed()

@@ -57,11 +57,12 @@ const ifoProbeWritable = "writing requires points"
 type writeOutcome int
 
 const (
-	outcomeStored     writeOutcome = iota // 204: every point stored
-	outcomeRejected                       // InfluxDB says some point of the request is bad
-	outcomeTooLarge                       // 413: the request, not a line, is the problem
-	outcomeOutage                         // unreachable, throttled, unavailable: retry in place
-	outcomeDeployment                     // token, bucket, or an answer that is not InfluxDB's
+	outcomeStored        writeOutcome = iota // 204: every point stored
+	outcomeRejected                          // InfluxDB says some point of the request is bad
+	outcomeTooLarge                          // 413: the request, not a line, is the problem
+	outcomeOutage                            // unreachable, throttled, unavailable: retry in place
+	outcomeDeployment                        // token, bucket, or an answer that is not InfluxDB's
+	outcomeBucketMissing                     // 404 for a bucket that messages chose: theirs to fail
 )
 
 // influxAnswer is one request's result.
@@ -80,13 +81,46 @@ type influxAnswer struct {
 }
 
 // post sends one write request (an empty body is the probe) and reads its answer, bounded.
-func (w *influxWriter) post(ctx context.Context, body []byte, gz bool) influxAnswer {
+func (w *influxWriter) post(ctx context.Context, writeURL string, body []byte, gz bool) influxAnswer {
 	rctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, w.writeURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, writeURL, bytes.NewReader(body))
 	if err != nil {
 		return transportAnswer(err)
 	}
+	return w.do(req, body, gz)
+}
+
+// probeHealth asks InfluxDB's GET /health (1.8 and 2.x), which answers 200 with a JSON
+// "status": "pass" when it serves writes.
+func (w *influxWriter) probeHealth(ctx context.Context) influxAnswer {
+	rctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, strings.TrimRight(w.serverURL, "/")+"/health", nil)
+	if err != nil {
+		return transportAnswer(err)
+	}
+	a, body := w.doRaw(req, nil, false)
+	if a.status == http.StatusOK {
+		var h struct {
+			Status string `json:"status"`
+		}
+		if json.Unmarshal(body, &h) == nil && h.Status == "pass" {
+			a.outcome = outcomeStored
+		}
+	}
+	return a
+}
+
+// do sends a request and classifies its answer.
+func (w *influxWriter) do(req *http.Request, body []byte, gz bool) influxAnswer {
+	a, _ := w.doRaw(req, body, gz)
+	return a
+}
+
+// doRaw sends a request with the output's headers and returns the answer and its body, read
+// up to ifoMaxAnswerBytes.
+func (w *influxWriter) doRaw(req *http.Request, body []byte, gz bool) (influxAnswer, []byte) {
 	for k, v := range w.headers {
 		req.Header.Set(k, v)
 	}
@@ -102,7 +136,7 @@ func (w *influxWriter) post(ctx context.Context, body []byte, gz bool) influxAns
 	}
 	resp, err := w.httpClient.Do(req)
 	if err != nil {
-		return transportAnswer(err)
+		return transportAnswer(err), nil
 	}
 	defer resp.Body.Close()
 	// Read one byte past the bound: a body that ends within it is drained, so the connection
@@ -113,12 +147,23 @@ func (w *influxWriter) post(ctx context.Context, body []byte, gz bool) influxAns
 		err = nil
 	}
 	if err != nil {
-		return transportAnswer(fmt.Errorf("reading the answer (%d): %w", resp.StatusCode, err))
+		return transportAnswer(fmt.Errorf("reading the answer (%d): %w", resp.StatusCode, err)), nil
 	}
 	if len(raw) > ifoMaxAnswerBytes {
 		raw = raw[:ifoMaxAnswerBytes]
 	}
-	return classifyAnswer(resp.StatusCode, resp.Header, raw)
+	return classifyAnswer(resp.StatusCode, resp.Header, raw), raw
+}
+
+// bucketNotFound reports whether an answer is InfluxDB's 404 for a missing bucket (2.x:
+// bucket "x" not found; 1.8: database not found), not for a missing organization.
+func bucketNotFound(a influxAnswer) bool {
+	if a.status != http.StatusNotFound || !a.influx {
+		return false
+	}
+	lower := strings.ToLower(a.message)
+	return !strings.Contains(lower, "organization") &&
+		(strings.Contains(lower, "bucket") || strings.Contains(lower, "database not found"))
 }
 
 // transportAnswer is a request that got no HTTP answer: refused, reset, timed out. A

@@ -846,3 +846,45 @@ func TestInfluxIntegrationStoreDelay(t *testing.T) {
 		t.Errorf("iot_store_delay_seconds p50 = %v ns, want about 90 s (%v)", p50, timer)
 	}
 }
+
+// A bucket interpolated per message: batches are written per bucket, and a message naming a
+// bucket InfluxDB does not have fails as a write error with the reason; the others are stored.
+func TestInfluxIntegrationRoutedBuckets(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase("site_a")
+	srv.CreateDatabase("site_b")
+	s := startInfluxStream(t, itWriterConf(srv.URL(), srv.Token(), `'site_${! meta("site") }'`, ""))
+	waitFor(t, "/ready to answer 200 (routed: InfluxDB's /health)", func() bool { code, _ := s.ready(); return code == http.StatusOK })
+	sites := []string{"a", "b", "missing", "a", "b", "a", "missing", "b"}
+	var lines []string
+	for i := range sites {
+		lines = append(lines, fmt.Sprintf("routed,n=%d v=%d %d", i, i, 100+i))
+	}
+	batch := lpBatch(lines...)
+	for i, m := range batch {
+		m.MetaSetMut("site", sites[i])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.produce(ctx, batch); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	got := s.capture.got()
+	if len(got) != 2 || got[0].body != lines[2] || got[1].body != lines[6] {
+		t.Fatalf("error branch received %+v, want exactly messages 2 and 6", got)
+	}
+	for _, m := range got {
+		if want := `write: bucket "site_missing" not found in InfluxDB (404): database not found: "site_missing"`; !strings.HasPrefix(m.fallbackErr, want) {
+			t.Errorf("fallback_error %q, want prefix %q", m.fallbackErr, want)
+		}
+	}
+	if n := srv.Count("site_a", "routed", "v"); n != 3 {
+		t.Errorf("site_a holds %d points, want 3", n)
+	}
+	if n := srv.Count("site_b", "routed", "v"); n != 3 {
+		t.Errorf("site_b holds %d points, want 3", n)
+	}
+	if code, _ := s.ready(); code != http.StatusOK {
+		t.Errorf("/ready answered %d after a routed bucket's 404: that is the message's problem", code)
+	}
+}

@@ -212,6 +212,50 @@ func TestInfluxProxyURL(t *testing.T) {
 	}
 }
 
+// With routed buckets, only a 404 about the bucket is the message's: a missing organization, or
+// a 404 that is not InfluxDB's, stays a deployment problem.
+func TestInfluxRoutedBucketNotFound(t *testing.T) {
+	cases := []struct {
+		name   string
+		fault  influxtest.Fault
+		failed bool
+	}{
+		{"2.x bucket", influxtest.Fault{Status: 404, Body: `{"code":"not found","message":"bucket \"t_x\" not found"}`}, true},
+		{"1.8 database", influxtest.Fault{Status: 404, Header: map[string]string{"X-Influxdb-Error": `database not found: "t_x"`}, Body: `{"error":"database not found: \"t_x\""}`}, true},
+		{"2.x organization", influxtest.Fault{Status: 404, Body: `{"code":"not found","message":"organization name \"acme\" not found"}`}, false},
+		{"proxy 404 page", influxtest.Fault{Status: 404, Header: map[string]string{"Content-Type": "text/html"}, Body: "<h1>bucket not found</h1>"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fi := influxtest.NewFaultInjector(t, "")
+			fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+				if req.Query.Get("bucket") == "t_x" {
+					return c.fault
+				}
+				return influxtest.Pass
+			})
+			w := newTestInfluxWriter(t, strings.Replace(stubConf(fi.URL(), ""), "bucket: iot_data", `bucket: 't_${! meta("t") }'`, 1))
+			batch := lpBatch("m v=1 1", "m v=2 2")
+			batch[0].MetaSetMut("t", "x")
+			batch[1].MetaSetMut("t", "y")
+			err := w.WriteBatch(context.Background(), batch)
+			if !c.failed {
+				if !errors.Is(err, service.ErrNotConnected) {
+					t.Fatalf("WriteBatch: %v, want not connected", err)
+				}
+				return
+			}
+			failed := failedMessages(t, err)
+			if len(failed) != 1 || !strings.HasPrefix(failed[0], `write: bucket "t_x" not found in InfluxDB (404): `) {
+				t.Fatalf("failed %v, want only message 0 with the missing bucket", failed)
+			}
+			if got := fi.Accepted(); len(got) != 1 || got[0] != "m v=2 2" {
+				t.Fatalf("stored %q, want message 1 in t_y", got)
+			}
+		})
+	}
+}
+
 func TestInfluxRetryAfterHTTPDate(t *testing.T) {
 	h := http.Header{}
 	h.Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
@@ -713,6 +757,9 @@ func FuzzInfluxClassify(f *testing.F) {
 		h.Set("Content-Type", ctype)
 		if influxErr != "" {
 			h.Set("X-Influxdb-Error", influxErr)
+		}
+		if ta := transportAnswer(errors.New(body + "x")); strings.ContainsAny(ta.message, "\n\r") || ta.outcome != outcomeOutage {
+			t.Fatalf("transport error %q: %+v", body, ta)
 		}
 		a := classifyAnswer(status, h, []byte(body))
 		if strings.ContainsAny(a.message, "\n\r") || len(a.message) > 1100 {

@@ -116,6 +116,9 @@ A message is acknowledged only after InfluxDB answered 204 for it. Otherwise:
   single message over it fails as `+"`write: message of N bytes exceeds max_request_bytes (M)`"+`. On a 413
   the batch is split and resent; only a message too large on its own fails
   (`+"`write: too large for InfluxDB (413): ...`"+`).
+- **A bucket chosen per message** (`+"`bucket`"+` an interpolation) that InfluxDB does not have: its
+  messages fail as `+"`write: bucket \"x\" not found in InfluxDB (404): ...`"+`, the others are stored.
+  A fixed bucket's 404 is a deployment problem, as below.
 - **Outages that are likely short** (no answer, 429, 5xx): retried in place with jittered exponential
   back-off, waiting at least `+"`Retry-After`"+` (capped by `+"`retry.max_retry_after`"+`); after
   `+"`retry.max_retries`"+` the output reports itself disconnected.

@@ -1,7 +1,11 @@
 package tests
 
 import (
+	"io"
 	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,8 +103,37 @@ func TestFaultMiddleBoxes(t *testing.T) {
 	if up := metricTotal(p.metrics(), "influxdb_up"); up != 1 {
 		t.Errorf("influxdb_up = %v after recovery, want 1", up)
 	}
+	// The store delay through the binary's Prometheus exporter: a histogram in seconds, one
+	// observation per stored message; the readings waited through the phases.
+	text := p.metricsText()
+	if !strings.Contains(text, "# TYPE iot_store_delay_seconds histogram") {
+		t.Errorf("/metrics has no histogram iot_store_delay_seconds")
+	}
+	if m := regexp.MustCompile(`(?m)^iot_store_delay_seconds_count(?:\{[^}]*\})? (\S+)$`).FindStringSubmatch(text); m == nil {
+		t.Errorf("/metrics has no iot_store_delay_seconds_count")
+	} else if n, _ := strconv.ParseFloat(m[1], 64); n < 1 {
+		t.Errorf("iot_store_delay_seconds_count = %v, want one per stored message", n)
+	} else {
+		t.Logf("iot_store_delay_seconds_count = %v", n)
+	}
 	if n := proxy.Requests("/sso/login"); n != 0 {
 		t.Errorf("%d requests followed the redirect to the login page", n)
 	}
 	report(t, "middle-boxes", s.verify(readings, nil), time.Since(start))
+}
+
+// metricsText is /metrics as served, for what the parsed totals do not show (types, histograms).
+func (p *ingestor) metricsText() string {
+	p.t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + p.httpAddr + "/metrics")
+	if err != nil {
+		p.t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatalf("reading /metrics: %v", err)
+	}
+	return string(b)
 }

@@ -62,7 +62,10 @@ Counters are Prometheus counters (a negative increment is ignored: a counter can
 gauges are gauges. Timings are summaries by default, observed in nanoseconds as the engine
 reports them (the names end in `+"`_ns`"+`), with the quantiles of `+"`"+pmFieldSummaryObjectives+"`"+`.
 With `+"`"+pmFieldUseHistogramTiming+"`"+` they are histograms instead, observed in **seconds**
-so that the usual bucket boundaries fit, and can be aggregated across instances.
+so that the usual bucket boundaries fit, and can be aggregated across instances. A timing whose
+name ends in `+"`_seconds`"+` (`+"`iot_store_delay_seconds`"+`) says its unit in its name: it is always a
+histogram observed in seconds, with `+"`"+pmFieldHistogramBuckets+"`"+` or, when that is empty, buckets from
+5 ms to 1 h (a delay can grow to minutes during an outage).
 
 ### Readiness
 
@@ -435,8 +438,11 @@ func (e *prometheusExporter) family(rawName string, kind promMetricKind, rawKeys
 		f.gauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, keys)
 		collector = f.gauge
 	case promKindTimer:
-		if e.conf.useHistogram {
+		if secondsTimer(name) || e.conf.useHistogram {
 			buckets := e.conf.buckets
+			if len(buckets) == 0 && secondsTimer(name) {
+				buckets = secondsTimerBuckets
+			}
 			if len(buckets) == 0 {
 				buckets = prometheus.DefBuckets
 			}
@@ -541,7 +547,7 @@ func (e *prometheusExporter) NewTimerCtor(name string, labelKeys ...string) serv
 		if !ok {
 			return noopMetric{}
 		}
-		return promTimer{o: f.timer.WithLabelValues(lv...), seconds: e.conf.useHistogram}
+		return promTimer{o: f.timer.WithLabelValues(lv...), seconds: e.conf.useHistogram || secondsTimer(sname)}
 	}
 }
 
@@ -613,6 +619,14 @@ type promGauge struct{ g prometheus.Gauge }
 
 func (p promGauge) Set(value int64)          { p.g.Set(float64(value)) }
 func (p promGauge) SetFloat64(value float64) { p.g.Set(value) }
+
+// secondsTimer reports whether a timer's name says it is in seconds: such a timer is always a
+// histogram observed in seconds, whatever use_histogram_timing says, so that its name holds.
+func secondsTimer(name string) bool { return strings.HasSuffix(name, "_seconds") }
+
+// secondsTimerBuckets are the default buckets of a _seconds timer: from the sub-second delays of
+// a healthy pipeline to the minutes of an outage.
+var secondsTimerBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
 
 type promTimer struct {
 	o       prometheus.Observer

@@ -281,6 +281,38 @@ histogram_buckets: [ 0.001, 0.01, 0.1 ]
 	}
 }
 
+// A timer named *_seconds is a histogram in seconds even with summaries configured, so that a
+// metric such as iot_store_delay_seconds is what its name says.
+func TestPrometheusSecondsTimerIsAHistogram(t *testing.T) {
+	e := newTestExporter(t, ``)
+	delay := e.NewTimerCtor("iot_store_delay_seconds")
+	delay().Timing(int64(1500 * time.Millisecond))
+	delay().Timing(int64(90 * time.Second))
+	e.NewTimerCtor("write_latency_ns")().Timing(int64(time.Millisecond))
+	fams := scrape(t, e.HandlerFunc())
+	if ty := fams["iot_store_delay_seconds"].GetType(); ty != dto.MetricType_HISTOGRAM {
+		t.Fatalf("iot_store_delay_seconds type %v, want HISTOGRAM", ty)
+	}
+	h := series(t, fams, "iot_store_delay_seconds", nil).GetHistogram()
+	if h.GetSampleCount() != 2 || math.Abs(h.GetSampleSum()-91.5) > 1e-9 {
+		t.Errorf("iot_store_delay_seconds count %d sum %v, want 2 and 91.5 s", h.GetSampleCount(), h.GetSampleSum())
+	}
+	for _, b := range h.GetBucket() {
+		want := uint64(0)
+		if b.GetUpperBound() >= 90 {
+			want = 2
+		} else if b.GetUpperBound() >= 1.5 {
+			want = 1
+		}
+		if b.GetCumulativeCount() != want {
+			t.Errorf("bucket le=%v count %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+		}
+	}
+	if ty := fams["write_latency_ns"].GetType(); ty != dto.MetricType_SUMMARY {
+		t.Errorf("write_latency_ns type %v, want the configured SUMMARY", ty)
+	}
+}
+
 func TestPrometheusRuntimeCollectors(t *testing.T) {
 	e := newTestExporter(t, `
 add_process_metrics: true

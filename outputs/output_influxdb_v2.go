@@ -5,38 +5,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/domain"
 	"github.com/klauspost/compress/gzip"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/preservarium/iot-ingestor/internal/backoff"
 	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
 )
 
 const (
-	ifoFieldURL          = "url"
-	ifoFieldToken        = "token"
-	ifoFieldOrg          = "org"
-	ifoFieldBucket       = "bucket"
-	ifoFieldPrecision    = "precision"
-	ifoFieldTimeout      = "timeout"
-	ifoFieldGzip         = "gzip"
-	ifoFieldTLS          = "tls"
-	ifoFieldMaxInFlight  = "max_in_flight"
-	ifoFieldBatching     = "batching"
-	ifoFieldCreateBucket = "create_bucket"
-	ifoFieldRetention    = "retention"
+	ifoFieldURL             = "url"
+	ifoFieldToken           = "token"
+	ifoFieldOrg             = "org"
+	ifoFieldBucket          = "bucket"
+	ifoFieldPrecision       = "precision"
+	ifoFieldTimeout         = "timeout"
+	ifoFieldGzip            = "gzip"
+	ifoFieldTLS             = "tls"
+	ifoFieldMaxInFlight     = "max_in_flight"
+	ifoFieldMaxRequestBytes = "max_request_bytes"
+	ifoFieldBatching        = "batching"
+	ifoFieldCreateBucket    = "create_bucket"
+	ifoFieldRetention       = "retention"
+	ifoFieldHTTPHeaders     = "http_headers"
+	ifoFieldUserAgent       = "user_agent"
+	ifoFieldProxyURL        = "proxy_url"
 
 	ifoFieldRetry                = "retry"
 	ifoFieldRetryMaxRetries      = "max_retries"
@@ -44,6 +46,15 @@ const (
 	ifoFieldRetryMaxInterval     = "max_interval"
 	ifoFieldRetryMaxRetryAfter   = "max_retry_after"
 )
+
+// ifoDefaultMaxRequestBytes is the default cap on a write request's line protocol: 10 MiB.
+// InfluxDB 1.8 refuses bodies over 25 MB (max-body-size), InfluxDB Cloud over 50 MB, and a
+// batch of 5,000 realistic readings (a few hundred bytes each) is 1-2 MiB: the cap is never
+// met by realistic batches, and bounds the memory and the server's work of one request.
+const ifoDefaultMaxRequestBytes = 10 << 20
+
+// ifoDefaultUserAgent names the ingestor in InfluxDB's and proxies' logs.
+const ifoDefaultUserAgent = "iot-ingestor"
 
 // Metric names, exported through the engine's metrics (res.Metrics()).
 const (
@@ -53,6 +64,10 @@ const (
 	ifoMetricWriteRetries   = "influxdb_write_retries"
 	ifoMetricWriteLatency   = "influxdb_write_latency_ns"
 	ifoMetricBatchSize      = "influxdb_batch_size"
+	ifoMetricUp             = "influxdb_up"
+	// ifoMetricStoreDelay is a timer whose name ends in _seconds: the project's Prometheus
+	// exporter (metrics/) exports such timers as histograms observed in seconds.
+	ifoMetricStoreDelay = "iot_store_delay_seconds"
 )
 
 func influxdbV2OutputSpec() *service.ConfigSpec {
@@ -62,43 +77,73 @@ func influxdbV2OutputSpec() *service.ConfigSpec {
 		Summary("Writes line-protocol messages to InfluxDB 2.x (or 1.8's 2.x compatibility API) and acknowledges a message only once InfluxDB has stored it.").
 		Description(`
 Each message holds one or more line-protocol lines (as the `+"`influx_point`"+` mapping produces
-them). The messages of a batch are sent in one `+"`POST /api/v2/write`"+` request through the
-influxdb-client-go HTTP service.
+them). The messages of a batch are sent in one `+"`POST /api/v2/write`"+` request, or in several
+when their lines exceed `+"`"+ifoFieldMaxRequestBytes+"`"+`.
+
+### Which answers count
+
+Only InfluxDB's own answer counts. Between the ingestor and InfluxDB there may be a proxy, a load
+balancer, an SSO gateway or a WAF, and what they say is not InfluxDB's word:
+
+- **Stored**: 204 and nothing else (InfluxDB 2.x, 1.8 and 3.x all answer a stored write with 204).
+  A 200 (a maintenance page) or any other 2xx stored nothing.
+- **Rejected points**: a 400 or 422 (or 2.0.x's 500) whose body has InfluxDB's error shape (JSON
+  `+"`code`"+` and `+"`message`"+`, JSON `+"`error`"+`, or 1.8's `+"`X-Influxdb-Error`"+` header) and whose
+  reason is one InfluxDB gives for bad points: `+"`unable to parse`"+`, `+"`failed to parse line protocol`"+`,
+  `+"`parsing failed`"+`, `+"`partial write`"+`, `+"`field type conflict`"+`, `+"`points beyond retention policy`"+`,
+  `+"`invalid field name`"+`, `+"`max-series-per-database limit exceeded`"+`, `+"`max-values-per-tag limit exceeded`"+`.
+- **Too large**: 413, whoever says it: the request is split.
+- **Everything else is an outage of the path to InfluxDB**: redirects (never followed; logged with
+  their `+"`Location`"+`), a 2xx other than 204, a 4xx that is not InfluxDB's error or whose reason is
+  about the request rather than its points (2.x's `+"`Please provide either orgID or org`"+`), 401,
+  403, 404, 429, 5xx, no answer at all. Nothing is acknowledged, nothing goes to an error branch,
+  the output reports itself disconnected (`+"`/ready`"+` answers 503), the cause is logged, and the
+  write is retried with a back-off. Error bodies are read up to 64 KiB.
 
 ### Delivery
 
-A message is acknowledged only after InfluxDB answered that it stored it. What happens otherwise
-depends on why the write failed:
+A message is acknowledged only after InfluxDB answered 204 for it. Otherwise:
 
-- **Data errors** (400, 422, or a 500 that reports a partial write or a field type conflict): the
-  batch is split in halves and resent until the rejected messages stand alone; exactly those fail,
-  with the error `+"`write: rejected by InfluxDB (<status>): <server message>`"+`, and every other
-  message is stored (resending a stored point is harmless: same series and timestamp overwrite).
-  A failed message reaches a `+"`fallback`"+` tier or `+"`catch`"+` on its own.
+- **Rejected points**: the batch is split in halves and resent until the rejected messages stand
+  alone; exactly those fail, with the error `+"`write: rejected by InfluxDB (<status>): <server message>`"+`,
+  and every other message is stored (resending a stored point is harmless: same series and
+  timestamp overwrite). A failed message reaches a `+"`fallback`"+` tier or `+"`catch`"+` on its own.
 - **Messages that failed an earlier step** (they carry an error, see `+"`errored()`"+`, such as a
   reading the mapping rejected): never written; each fails with its own error at once, so a
   `+"`fallback`"+` tier routes it with the reason it was given. While InfluxDB is unreachable, those
   in a batch that also holds messages to write wait with it.
-- **413 Request Entity Too Large**: the batch is split and resent; only a message too large on its
-  own fails (`+"`write: too large for InfluxDB (413): ...`"+`).
-- **Outages** (connection refused or reset, timeouts, 429, 502, 503, 504, a 500 that is not a
-  partial write): retried in place with exponential back-off, waiting at least `+"`Retry-After`"+`
-  (capped by `+"`retry.max_retry_after`"+`); after `+"`retry.max_retries`"+` the output reports itself
-  disconnected (`+"`/ready`"+` answers 503) and the engine reconnects and resends the batch. Nothing
-  is acknowledged and nothing goes to an error branch.
-- **Deployment problems** (401, 403: token; 404: bucket or org): logged as an error naming the
-  cause, the output reports itself disconnected and keeps checking, slowly, until it is fixed.
+- **Size**: a batch whose lines exceed `+"`"+ifoFieldMaxRequestBytes+"`"+` is split before it is sent; a
+  single message over it fails as `+"`write: message of N bytes exceeds max_request_bytes (M)`"+`. On a 413
+  the batch is split and resent; only a message too large on its own fails
+  (`+"`write: too large for InfluxDB (413): ...`"+`).
+- **A bucket chosen per message** (`+"`bucket`"+` an interpolation) that InfluxDB does not have: its
+  messages fail as `+"`write: bucket \"x\" not found in InfluxDB (404): ...`"+`, the others are stored.
+  A fixed bucket's 404 is a deployment problem, as below.
+- **Outages that are likely short** (no answer, 429, 5xx): retried in place with jittered exponential
+  back-off, waiting at least `+"`Retry-After`"+` (capped by `+"`retry.max_retry_after`"+`); after
+  `+"`retry.max_retries`"+` the output reports itself disconnected.
+- **Everything else** (token, bucket, a middle box's answer): reported disconnected at once.
 
-`+"`Connect`"+` checks for real with a write of no lines: 204 (InfluxDB 1.8) or 400 `+"`writing requires points`"+`
-(2.x) mean the token may write to the bucket. With `+"`create_bucket`"+` a missing bucket is created
-through the buckets API. On shutdown in-flight writes either complete or stay unacknowledged, to be
-redelivered.
+While disconnected, `+"`Connect`"+` first waits a back-off that grows with every failed attempt, then
+checks with a write of no lines (204, or 2.x's 400 `+"`writing requires points`"+`, mean writable). The
+back-off only resets once a write with points has been stored: a WAF that lets the empty check
+through but refuses real writes is retried at the back-off's pace, not at once. With
+`+"`create_bucket`"+` a missing bucket is created through the buckets API. On shutdown in-flight writes
+either complete or stay unacknowledged, to be redelivered.
 
 ### Metrics
 
-`+"`"+ifoMetricPointsWritten+"`"+`, `+"`"+ifoMetricPointsRejected+"`"+` (lines), `+"`"+ifoMetricBatchesSplit+"`"+`, `+"`"+ifoMetricWriteRetries+"`"+`
-(counters), `+"`"+ifoMetricWriteLatency+"`"+` (timer, per accepted request) and `+"`"+ifoMetricBatchSize+"`"+` (gauge, lines in
-the last batch).
+- `+"`"+ifoMetricUp+"`"+` (gauge): 0 from a failed write or check (unreachable, token refused, throttled
+  beyond the retries, an answer that is not InfluxDB's) until a write with points is stored again;
+  at start 1 once the check passes.
+- `+"`"+ifoMetricWriteRetries+"`"+` (counter): every failed attempt of a write, and every failed check
+  while data waits, so it keeps rising through an outage. Rejected points and 413 splits are not
+  retries.
+- `+"`"+ifoMetricStoreDelay+"`"+` (histogram, seconds): per message, from its Kafka record's timestamp to
+  InfluxDB's 204 for it: how fresh the stored data is.
+- `+"`"+ifoMetricPointsWritten+"`"+`, `+"`"+ifoMetricPointsRejected+"`"+` (lines: rejected by InfluxDB or over
+  `+"`"+ifoFieldMaxRequestBytes+"`"+`), `+"`"+ifoMetricBatchesSplit+"`"+` (counters), `+"`"+ifoMetricWriteLatency+"`"+` (timer,
+  per stored request) and `+"`"+ifoMetricBatchSize+"`"+` (gauge, lines in the last batch).
 
 ### Performance
 
@@ -107,7 +152,7 @@ Batches are written concurrently up to `+"`max_in_flight`"+`. Batch where failur
 follows: the engine reduces a merged batch's errors to one error per upstream transaction.`).
 		Fields(
 			service.NewStringField(ifoFieldURL).
-				Description("Base URL of the InfluxDB server.").
+				Description("Base URL of the InfluxDB server, `http://` or `https://`.").
 				Example("http://localhost:8086").
 				Example("${INFLUXDB_URL}"),
 			service.NewStringField(ifoFieldToken).
@@ -119,9 +164,10 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 				Description("Organization name (required by InfluxDB 2.x, ignored by 1.8; omitted from the request when empty).").
 				Default("").
 				Example("preservarium"),
-			service.NewStringField(ifoFieldBucket).
-				Description("Bucket to write to (InfluxDB 1.8: `database` or `database/retention-policy`).").
-				Example("iot_data"),
+			service.NewInterpolatedStringField(ifoFieldBucket).
+				Description("Bucket to write to (InfluxDB 1.8: `database` or `database/retention-policy`). An interpolation chooses it per message (Telegraf's `bucket_tag`): a batch is then written per bucket, a message whose bucket InfluxDB does not have (404) fails as `write: bucket \"x\" not found ...` (so it reaches the error topic and can be redriven once the bucket exists), and the connection check asks InfluxDB's `/health` instead of writing to a bucket. A fixed bucket's 404 is a deployment problem: not ready, nothing acknowledged.").
+				Example("iot_data").
+				Example(`${! meta("tenant").or("default") }_data`),
 			service.NewStringEnumField(ifoFieldPrecision, "ns", "us", "ms", "s").
 				Description("Precision of the timestamps in the messages; the point mapper emits nanoseconds.").
 				Default("ns").
@@ -139,6 +185,11 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 				Description("Maximum number of batches written at the same time.").
 				Default(8).
 				Example(16),
+			service.NewIntField(ifoFieldMaxRequestBytes).
+				Description("Cap on the line protocol of one write request, in bytes before compression. A batch over it is split into requests under it before it is sent; a single message over it fails as a `write` error naming this setting. The default (10 MiB) is under InfluxDB 1.8's 25 MB and Cloud's 50 MB request limits and far above a realistic batch.").
+				Default(ifoDefaultMaxRequestBytes).
+				Example(1<<20).
+				Advanced(),
 			service.NewBatchPolicyField(ifoFieldBatching),
 			service.NewBoolField(ifoFieldCreateBucket).
 				Description("Create the bucket through the buckets API (InfluxDB 2.x) when it is missing, in organization `org`.").
@@ -148,13 +199,28 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 				Description("Retention of a bucket created by `create_bucket`; `0s` keeps data forever.").
 				Default("0s").
 				Example("720h"),
+			service.NewStringMapField(ifoFieldHTTPHeaders).
+				Description("Extra HTTP headers of every request (Telegraf's `http_headers`), e.g. for a proxy in front of InfluxDB. `Authorization`, `Content-Type` and `Content-Encoding` are the output's own and cannot be set here.").
+				Default(map[string]any{}).
+				Example(map[string]any{"X-Tenant": "plant-7"}).
+				Advanced(),
+			service.NewStringField(ifoFieldUserAgent).
+				Description("User-Agent header of every request.").
+				Default(ifoDefaultUserAgent).
+				Example("ingestor-paris").
+				Advanced(),
+			service.NewStringField(ifoFieldProxyURL).
+				Description("HTTP proxy to reach InfluxDB through (`http://host:port`). Empty uses the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).").
+				Default("").
+				Example("http://proxy.internal:3128").
+				Advanced(),
 			service.NewObjectField(ifoFieldRetry,
 				service.NewIntField(ifoFieldRetryMaxRetries).
-					Description("Retries of an outage inside one write before the output reports itself disconnected and the engine takes over reconnecting.").
+					Description("Retries of an outage (no answer, 429, 5xx) inside one write before the output reports itself disconnected and the engine takes over reconnecting.").
 					Default(3).
 					Example(10),
 				service.NewDurationField(ifoFieldRetryInitialInterval).
-					Description("First back-off after an outage; doubles on each further failure.").
+					Description("First back-off after a failure; doubles on each further failure, with jitter (each wait is between half and all of it).").
 					Default("500ms").
 					Example("1s"),
 				service.NewDurationField(ifoFieldRetryMaxInterval).
@@ -167,7 +233,12 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 					Example("30s"),
 			).Description("Back-off and retries of outages.").Advanced(),
 		).
-		LintRule(`root = if this.retention.or("0s") != "0s" && !this.create_bucket.or(false) { "retention only applies to a bucket created with create_bucket: true" }`).
+		LintRule(`root = [
+  if this.retention.or("0s") != "0s" && !this.create_bucket.or(false) { "retention only applies to a bucket created with create_bucket: true" },
+  if !this.url.or("").re_match("^https?://[^/]") { "url must start with http:// or https:// and name a host, got %q".format(this.url.or("")) },
+  if this.proxy_url.or("") != "" && !this.proxy_url.re_match("^https?://[^/]") { "proxy_url must start with http:// or https:// and name a host" },
+  if this.max_request_bytes.or(1) < 1 { "max_request_bytes must be at least 1" },
+].filter(e -> e != null)`).
 		Example("Readings to InfluxDB",
 			"Writes the point mapper's line protocol to the bucket `iot_data`, batches formed upstream.",
 			`
@@ -214,20 +285,16 @@ func init() {
 // influxRetry is the outage back-off policy.
 type influxRetry struct {
 	maxRetries    int
-	initial       time.Duration
-	max           time.Duration
+	policy        backoff.Policy
 	maxRetryAfter time.Duration
 }
 
-// backoff returns the wait before retry number n (0-based), doubling from
-// initial up to max.
-func (r influxRetry) backoff(n int) time.Duration {
-	d := r.initial
-	for i := 0; i < n && d < r.max; i++ {
-		d *= 2
-	}
-	if d > r.max {
-		d = r.max
+// wait is the wait before retry number n (0-based), at least a Retry-After asked for
+// (capped by max_retry_after).
+func (r influxRetry) wait(n int, retryAfter time.Duration) time.Duration {
+	d := r.policy.Delay(n)
+	if retryAfter > d {
+		d = max(d, min(retryAfter, r.maxRetryAfter))
 	}
 	return d
 }
@@ -237,29 +304,52 @@ type influxCounts struct {
 	written, rejected, split, retries atomic.Int64
 }
 
+// influxHealth is what the writer knows of the path to InfluxDB between calls: whether data
+// waits (a write failed and none has been stored since), how many attempts failed in a row
+// (the back-off), and whether Connect owes the engine a back-off before the next attempt.
+type influxHealth struct {
+	mu sync.Mutex
+	// waiting: a write failed and no write with points has been stored since.
+	waiting bool
+	// failures counts failed attempts (writes and checks) since the last stored write, or
+	// the last passing check while nothing waited.
+	failures int
+	// backOffDue: a write reported not connected since the last Connect, which must then
+	// wait before the next attempt (the engine retries at once after a passing Connect).
+	backOffDue bool
+	retryAfter time.Duration
+	cause      string
+}
+
 // influxWriter is the influxdb_v2 output.
 type influxWriter struct {
 	log *service.Logger
 
-	serverURL    string
-	org          string
-	bucket       string
-	writeURL     string
-	gzip         bool
-	timeout      time.Duration
-	maxInFlight  int
-	createBucket bool
-	retention    time.Duration
-	retry        influxRetry
+	serverURL string
+	org       string
+	// bucket is the fixed bucket, or empty when bucketRoute chooses one per message.
+	bucket      string
+	bucketRoute *service.InterpolatedString
+	writeURL    string
+	// routedURLs caches the write URL of each routed bucket (bucket -> string).
+	routedURLs      sync.Map
+	query           url.Values
+	authorization   string
+	userAgent       string
+	headers         map[string]string
+	gzip            bool
+	timeout         time.Duration
+	maxInFlight     int
+	maxRequestBytes int
+	createBucket    bool
+	retention       time.Duration
+	retry           influxRetry
 
+	// httpClient sends the writes (built here: the answers need InfluxDB's error shape, a
+	// bounded read and no redirects); client, over the same transport, serves the buckets
+	// API of create_bucket.
 	httpClient *http.Client
 	client     influxdb2.Client
-	// svc is the client's HTTP service rather than its WriteAPIBlocking: the
-	// blocking API takes strings (a copy of every batch) and compresses with
-	// an unpooled writer; the service gives the same Authorization header and
-	// error parsing (status, code, message, Retry-After) over bodies built
-	// here, which the batch splitting needs anyway.
-	svc ihttp.Service
 
 	// closeCtx is cancelled by Close so that back-off sleeps and requests of
 	// writes still running end at once, leaving their messages unacknowledged.
@@ -269,11 +359,13 @@ type influxWriter struct {
 	// sleep waits between retries; a field so tests can see the waits asked
 	// for (Retry-After, back-off) without measuring time.
 	sleep func(ctx context.Context, d time.Duration) error
+	// now is the clock of the store delay; a field for tests.
+	now func() time.Time
 
-	connMu       sync.Mutex
-	connFailures int
-	problemMu    sync.Mutex
-	problem      string
+	connMu    sync.Mutex
+	health    influxHealth
+	problemMu sync.Mutex
+	problem   string
 
 	bufPool sync.Pool
 	gzPool  sync.Pool
@@ -287,17 +379,30 @@ type influxWriter struct {
 	mRetries  *service.MetricCounter
 	mLatency  *service.MetricTimer
 	mBatch    *service.MetricGauge
+	mUp       *service.MetricGauge
+	mDelay    *service.MetricTimer
+}
+
+// reservedHeaders are set by the output itself; http_headers may not replace them.
+var reservedHeaders = []string{"Authorization", "Content-Type", "Content-Encoding", "Content-Length", "Host"}
+
+func parseHTTPURL(field, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("influxdb_v2: %s %q is not an http(s) URL with a host", field, raw)
+	}
+	return u, nil
 }
 
 func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resources) (*influxWriter, error) {
-	w := &influxWriter{log: mgr.Logger(), sleep: sleepCtx}
+	w := &influxWriter{log: mgr.Logger(), sleep: sleepCtx, now: time.Now}
 	var err error
 	if w.serverURL, err = conf.FieldString(ifoFieldURL); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(w.serverURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("influxdb_v2: url %q is not an http(s) URL with a host", w.serverURL)
+	u, err := parseHTTPURL(ifoFieldURL, w.serverURL)
+	if err != nil {
+		return nil, err
 	}
 	if u.User != nil {
 		return nil, errors.New("influxdb_v2: url must not carry credentials: put the token in the token field")
@@ -306,14 +411,23 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	if err != nil {
 		return nil, err
 	}
+	if token != "" {
+		w.authorization = "Token " + token
+	}
 	if w.org, err = conf.FieldString(ifoFieldOrg); err != nil {
 		return nil, err
 	}
-	if w.bucket, err = conf.FieldString(ifoFieldBucket); err != nil {
+	bucketI, err := conf.FieldInterpolatedString(ifoFieldBucket)
+	if err != nil {
 		return nil, err
 	}
-	if strings.TrimSpace(w.bucket) == "" {
-		return nil, errors.New("influxdb_v2: bucket is empty")
+	if static, ok := bucketI.Static(); ok {
+		if strings.TrimSpace(static) == "" {
+			return nil, errors.New("influxdb_v2: bucket is empty")
+		}
+		w.bucket = static
+	} else {
+		w.bucketRoute = bucketI
 	}
 	precision, err := conf.FieldString(ifoFieldPrecision)
 	if err != nil {
@@ -339,6 +453,12 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	if w.maxInFlight < 1 {
 		return nil, fmt.Errorf("influxdb_v2: max_in_flight must be at least 1, got %d", w.maxInFlight)
 	}
+	if w.maxRequestBytes, err = conf.FieldInt(ifoFieldMaxRequestBytes); err != nil {
+		return nil, err
+	}
+	if w.maxRequestBytes < 1 {
+		return nil, fmt.Errorf("influxdb_v2: %s must be at least 1, got %d", ifoFieldMaxRequestBytes, w.maxRequestBytes)
+	}
 	if w.createBucket, err = conf.FieldBool(ifoFieldCreateBucket); err != nil {
 		return nil, err
 	}
@@ -348,38 +468,67 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	if w.retention < 0 {
 		return nil, fmt.Errorf("influxdb_v2: retention must not be negative, got %v", w.retention)
 	}
+	if w.headers, err = conf.FieldStringMap(ifoFieldHTTPHeaders); err != nil {
+		return nil, err
+	}
+	for k := range w.headers {
+		for _, r := range reservedHeaders {
+			if strings.EqualFold(k, r) {
+				return nil, fmt.Errorf("influxdb_v2: %s may not set %s: the output sets it itself", ifoFieldHTTPHeaders, r)
+			}
+		}
+	}
+	if w.userAgent, err = conf.FieldString(ifoFieldUserAgent); err != nil {
+		return nil, err
+	}
+	proxyRaw, err := conf.FieldString(ifoFieldProxyURL)
+	if err != nil {
+		return nil, err
+	}
+	proxy := http.ProxyFromEnvironment
+	if proxyRaw != "" {
+		pu, err := parseHTTPURL(ifoFieldProxyURL, proxyRaw)
+		if err != nil {
+			return nil, err
+		}
+		proxy = http.ProxyURL(pu)
+	}
 	rc := conf.Namespace(ifoFieldRetry)
 	if w.retry.maxRetries, err = rc.FieldInt(ifoFieldRetryMaxRetries); err != nil {
 		return nil, err
 	}
-	if w.retry.initial, err = rc.FieldDuration(ifoFieldRetryInitialInterval); err != nil {
+	if w.retry.policy.Initial, err = rc.FieldDuration(ifoFieldRetryInitialInterval); err != nil {
 		return nil, err
 	}
-	if w.retry.max, err = rc.FieldDuration(ifoFieldRetryMaxInterval); err != nil {
+	if w.retry.policy.Max, err = rc.FieldDuration(ifoFieldRetryMaxInterval); err != nil {
 		return nil, err
 	}
 	if w.retry.maxRetryAfter, err = rc.FieldDuration(ifoFieldRetryMaxRetryAfter); err != nil {
 		return nil, err
 	}
-	if w.retry.maxRetries < 0 || w.retry.initial <= 0 || w.retry.max < w.retry.initial || w.retry.maxRetryAfter < 0 {
+	w.retry.policy.Jitter = backoff.DefaultJitter
+	if w.retry.maxRetries < 0 || w.retry.policy.Initial <= 0 || w.retry.policy.Max < w.retry.policy.Initial || w.retry.maxRetryAfter < 0 {
 		return nil, fmt.Errorf("influxdb_v2: retry needs max_retries >= 0 and 0 < initial_interval <= max_interval (got %d, %v, %v)",
-			w.retry.maxRetries, w.retry.initial, w.retry.max)
+			w.retry.maxRetries, w.retry.policy.Initial, w.retry.policy.Max)
 	}
 	tlsConf, tlsOn, err := conf.FieldTLSToggled(ifoFieldTLS)
 	if err != nil {
 		return nil, err
 	}
 
-	q := url.Values{}
+	w.query = url.Values{}
 	if w.org != "" {
-		q.Set("org", w.org)
+		w.query.Set("org", w.org)
 	}
-	q.Set("bucket", w.bucket)
-	q.Set("precision", precision)
-	w.writeURL = strings.TrimRight(w.serverURL, "/") + "/api/v2/write?" + q.Encode()
+	w.query.Set("precision", precision)
+	if w.bucketRoute == nil {
+		w.writeURL = w.bucketWriteURL(w.bucket)
+	} else if w.createBucket {
+		return nil, errors.New("influxdb_v2: create_bucket needs a fixed bucket, not an interpolation")
+	}
 
 	transport := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
+		Proxy:               proxy,
 		DialContext:         (&net.Dialer{Timeout: w.timeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: w.timeout,
 		// One idle connection per concurrent writer (and the split
@@ -393,12 +542,11 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	if tlsOn {
 		transport.TLSClientConfig = tlsConf
 	}
-	// No client-wide timeout: each request gets its own context deadline,
-	// which also bounds the buckets API calls.
-	w.httpClient = &http.Client{Transport: transport}
+	// No client-wide timeout: each request gets its own context deadline, which also
+	// bounds the buckets API calls. No redirects, ever (see errNoRedirect).
+	w.httpClient = &http.Client{Transport: transport, CheckRedirect: errNoRedirect}
 	opts := influxdb2.DefaultOptions().SetHTTPClient(w.httpClient)
 	w.client = influxdb2.NewClientWithOptions(w.serverURL, token, opts)
-	w.svc = w.client.HTTPService()
 	w.closeCtx, w.closeFn = context.WithCancel(context.Background())
 	w.bufPool.New = func() any { return new(bytes.Buffer) }
 	w.gzPool.New = func() any {
@@ -417,122 +565,43 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	w.mRetries = m.NewCounter(ifoMetricWriteRetries)
 	w.mLatency = m.NewTimer(ifoMetricWriteLatency)
 	w.mBatch = m.NewGauge(ifoMetricBatchSize)
+	w.mUp = m.NewGauge(ifoMetricUp)
+	w.mUp.Set(0)
+	w.mDelay = m.NewTimer(ifoMetricStoreDelay)
 	return w, nil
 }
 
-// writeOutcome is how one write request ended, from the ingestor's view.
-type writeOutcome int
-
-const (
-	outcomeStored     writeOutcome = iota
-	outcomeRejected                // data error: some line of the request is bad
-	outcomeTooLarge                // 413: the request, not a line, is the problem
-	outcomeOutage                  // transient: retry later
-	outcomeDeployment              // 401/403/404: token or bucket wrong
-)
-
-// influxAnswer classifies one request's result.
-type influxAnswer struct {
-	outcome    writeOutcome
-	status     int
-	message    string
-	retryAfter time.Duration
-	err        error
+// bucketWriteURL is the write endpoint of one bucket.
+func (w *influxWriter) bucketWriteURL(bucket string) string {
+	q := url.Values{}
+	for k, v := range w.query {
+		q[k] = v
+	}
+	q.Set("bucket", bucket)
+	return strings.TrimRight(w.serverURL, "/") + "/api/v2/write?" + q.Encode()
 }
 
-func classifyInfluxError(herr *ihttp.Error) influxAnswer {
-	if herr == nil {
-		return influxAnswer{outcome: outcomeStored, status: http.StatusNoContent}
+// routedWriteURL is the write endpoint of a bucket a message chose, cached.
+func (w *influxWriter) routedWriteURL(bucket string) string {
+	if u, ok := w.routedURLs.Load(bucket); ok {
+		return u.(string)
 	}
-	a := influxAnswer{status: herr.StatusCode, err: herr}
-	if herr.StatusCode == 0 {
-		// No HTTP answer: refused, reset, timed out. A timed-out write may have
-		// been applied; rewriting it is harmless.
-		a.outcome = outcomeOutage
-		a.message = oneLine(herr.Error())
-		return a
-	}
-	a.message = serverMessage(herr)
-	a.retryAfter = parseRetryAfter(herr)
-	lower := strings.ToLower(a.message)
-	switch {
-	case herr.StatusCode == http.StatusBadRequest, herr.StatusCode == http.StatusUnprocessableEntity:
-		a.outcome = outcomeRejected
-	case herr.StatusCode == http.StatusInternalServerError &&
-		(strings.Contains(lower, "partial write") || strings.Contains(lower, "field type conflict")):
-		// InfluxDB 2.0.x reported type conflicts as 500.
-		a.outcome = outcomeRejected
-	case herr.StatusCode == http.StatusRequestEntityTooLarge:
-		a.outcome = outcomeTooLarge
-	case herr.StatusCode == http.StatusUnauthorized, herr.StatusCode == http.StatusForbidden,
-		herr.StatusCode == http.StatusNotFound:
-		a.outcome = outcomeDeployment
-	case herr.StatusCode == http.StatusTooManyRequests, herr.StatusCode >= 500:
-		a.outcome = outcomeOutage
-	default:
-		// Another 4xx says nothing about the data (405 from a proxy, ...):
-		// treat it as a deployment problem rather than fail messages for it.
-		a.outcome = outcomeDeployment
-	}
-	return a
+	u := w.bucketWriteURL(bucket)
+	w.routedURLs.Store(bucket, u)
+	return u
 }
 
-// serverMessage is InfluxDB's own reason: the JSON "message" of 2.x, the
-// X-Influxdb-Error header of 1.8 (the client copies it into Message), or the
-// body text, on one line.
-func serverMessage(herr *ihttp.Error) string {
-	msg := herr.Message
-	if msg == "" && herr.Header != nil {
-		msg = herr.Header.Get("X-Influxdb-Error")
+// bucketName is the bucket for logs: the fixed one, or that buckets are routed.
+func (w *influxWriter) bucketName() string {
+	if w.bucketRoute != nil {
+		return "(routed per message)"
 	}
-	if msg == "" && !strings.HasPrefix(herr.Code, strconv.Itoa(herr.StatusCode)) {
-		// 2.x's error code ("invalid", "unauthorized"), not the client's
-		// copy of the status line, which the status already says.
-		msg = herr.Code
-	}
-	if msg == "" {
-		msg = http.StatusText(herr.StatusCode)
-	}
-	return oneLine(msg)
+	return w.bucket
 }
 
-// oneLine folds whitespace runs (newlines included) to single spaces and
-// bounds the length, so a server's reason fits one log line and error record.
-func oneLine(msg string) string {
-	msg = strings.Join(strings.Fields(msg), " ")
-	const maxLen = 1024
-	if len(msg) > maxLen {
-		msg = strings.ToValidUTF8(msg[:maxLen], "") + "..."
-	}
-	return msg
-}
-
-// parseRetryAfter reads Retry-After as seconds or as an HTTP date.
-func parseRetryAfter(herr *ihttp.Error) time.Duration {
-	if herr.RetryAfter > 0 {
-		return time.Duration(herr.RetryAfter) * time.Second
-	}
-	if herr.Header == nil {
-		return 0
-	}
-	v := strings.TrimSpace(herr.Header.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
-// Connect checks that the token may write to the bucket with a write of no
-// lines. While it may not, Connect returns a back-off error so the engine
-// retries slowly instead of flooding the log.
+// Connect makes the engine wait before each new attempt while writes fail, then checks that
+// the token may write to the bucket with a write of no lines. While it may not, Connect
+// returns a back-off error so the engine retries slowly instead of flooding the log.
 func (w *influxWriter) Connect(ctx context.Context) error {
 	if w.closeCtx.Err() != nil {
 		return service.ErrEndOfInput
@@ -540,47 +609,118 @@ func (w *influxWriter) Connect(ctx context.Context) error {
 	w.connMu.Lock()
 	defer w.connMu.Unlock()
 
+	if err := w.owedBackOff(); err != nil {
+		return err
+	}
 	a := w.probe(ctx)
-	if a.outcome == outcomeDeployment && a.status == http.StatusNotFound && w.createBucket {
+	if a.outcome == outcomeDeployment && a.status == http.StatusNotFound && a.influx && w.createBucket {
 		if err := w.ensureBucket(ctx); err != nil {
-			return w.connectFailed(fmt.Errorf("influxdb_v2: bucket %q missing at %s and creating it failed: %w", w.bucket, w.serverURL, err), 0)
+			return w.probeFailed(fmt.Errorf("influxdb_v2: bucket %q missing at %s and creating it failed: %w", w.bucket, w.serverURL, err), 0)
 		}
 		a = w.probe(ctx)
 	}
 	switch a.outcome {
 	case outcomeStored:
-		w.connFailures = 0
-		w.clearProblem()
+		w.probePassed()
 		return nil
 	case outcomeDeployment:
 		err := errors.New(w.deploymentText(a))
 		w.noteProblem(err.Error())
-		return w.connectFailed(err, 0)
+		return w.probeFailed(err, a.retryAfter)
 	default:
-		return w.connectFailed(fmt.Errorf("influxdb_v2: InfluxDB at %s is not accepting writes (%s)", w.serverURL, describeAnswer(a)), a.retryAfter)
+		return w.probeFailed(fmt.Errorf("influxdb_v2: InfluxDB at %s is not accepting writes (%s)", w.serverURL, describeAnswer(a)), a.retryAfter)
 	}
 }
 
-func (w *influxWriter) connectFailed(err error, retryAfter time.Duration) error {
-	wait := w.retry.backoff(w.connFailures)
-	w.connFailures++
-	if retryAfter > wait {
-		wait = min(retryAfter, w.retry.maxRetryAfter)
+// owedBackOff is the back-off a failed write left for Connect to answer, once.
+func (w *influxWriter) owedBackOff() error {
+	h := &w.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.backOffDue {
+		return nil
 	}
-	return service.NewErrBackOff(err, wait)
+	h.backOffDue = false
+	wait := w.retry.wait(max(h.failures-1, 0), h.retryAfter)
+	return service.NewErrBackOff(fmt.Errorf("influxdb_v2: writing to InfluxDB at %s failed (%s); next attempt in %v", w.serverURL, h.cause, wait.Round(time.Millisecond)), wait)
 }
 
-// probe sends an empty write: 204 (1.8) or 400 "writing requires points"
-// (2.x) both come after the token and bucket checks, so both mean writable.
+// probePassed records a passing check: it says the server is up again only when nothing
+// waits; while a write waits, only that write stored can.
+func (w *influxWriter) probePassed() {
+	h := &w.health
+	h.mu.Lock()
+	waiting := h.waiting
+	if !waiting {
+		h.failures = 0
+	}
+	h.mu.Unlock()
+	if !waiting {
+		w.mUp.Set(1)
+		w.clearProblem()
+	}
+}
+
+func (w *influxWriter) probeFailed(err error, retryAfter time.Duration) error {
+	h := &w.health
+	h.mu.Lock()
+	h.failures++
+	n := h.failures
+	waiting := h.waiting
+	h.mu.Unlock()
+	w.mUp.Set(0)
+	if waiting {
+		w.countRetry()
+	}
+	return service.NewErrBackOff(err, w.retry.wait(n-1, retryAfter))
+}
+
+// attemptFailed records a failed attempt of a write with points.
+func (w *influxWriter) attemptFailed() {
+	h := &w.health
+	h.mu.Lock()
+	h.failures++
+	h.mu.Unlock()
+	w.countRetry()
+}
+
+// writeGaveUp records a write reported not connected: data waits, and Connect owes a back-off.
+func (w *influxWriter) writeGaveUp(a influxAnswer) {
+	h := &w.health
+	h.mu.Lock()
+	h.waiting = true
+	h.backOffDue = true
+	h.retryAfter = a.retryAfter
+	h.cause = describeAnswer(a)
+	h.mu.Unlock()
+	w.mUp.Set(0)
+}
+
+// writeStored records a write with points that InfluxDB stored.
+func (w *influxWriter) writeStored() {
+	h := &w.health
+	h.mu.Lock()
+	h.waiting = false
+	h.failures = 0
+	h.backOffDue = false
+	h.mu.Unlock()
+	w.mUp.Set(1)
+	w.clearProblem()
+}
+
+func (w *influxWriter) countRetry() {
+	w.mRetries.Incr(1)
+	w.counts.retries.Add(1)
+}
+
+// probe sends a write without lines: 204 (1.8, 3.x) or 400 "writing requires points" (2.x)
+// both come after the token and bucket checks, so both mean writable. With buckets routed per
+// message there is no bucket to check: InfluxDB's /health must pass.
 func (w *influxWriter) probe(ctx context.Context) influxAnswer {
-	rctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
-	herr := w.svc.DoPostRequest(rctx, w.writeURL, bytes.NewReader(nil), w.setWriteHeaders(false), drainBody)
-	a := classifyInfluxError(herr)
-	if a.outcome == outcomeRejected && a.status == http.StatusBadRequest {
-		a.outcome = outcomeStored
+	if w.bucketRoute != nil {
+		return w.probeHealth(ctx)
 	}
-	return a
+	return classifyProbe(w.post(ctx, w.writeURL, nil, false))
 }
 
 // ensureBucket creates the bucket through the buckets API unless it exists.
@@ -612,18 +752,27 @@ func (w *influxWriter) ensureBucket(ctx context.Context) error {
 	return nil
 }
 
+// deploymentText names the cause of an answer that stops writes until someone acts.
 func (w *influxWriter) deploymentText(a influxAnswer) string {
 	cause := "check the deployment"
-	switch a.status {
-	case http.StatusUnauthorized:
+	switch {
+	case a.status >= 300 && a.status < 400:
+		cause = "something in front of InfluxDB (an SSO proxy, a load balancer) redirects writes; redirects are never followed: point url at InfluxDB itself"
+	case a.status >= 200 && a.status < 300:
+		cause = "only InfluxDB's 204 means stored: something in front of InfluxDB (a load balancer's maintenance page, a proxy) answered instead"
+	case !a.influx:
+		cause = "the answer is not InfluxDB's: a proxy, load balancer or WAF between the ingestor and InfluxDB refused the request"
+	case a.status == http.StatusUnauthorized:
 		cause = "the token is missing or invalid"
-	case http.StatusForbidden:
+	case a.status == http.StatusForbidden:
 		cause = "the token may not write to this bucket"
-	case http.StatusNotFound:
+	case a.status == http.StatusNotFound:
 		cause = "the bucket or organization does not exist"
+	case a.status == http.StatusBadRequest, a.status == http.StatusUnprocessableEntity:
+		cause = "InfluxDB refused the request itself, not its points: check org, bucket and precision"
 	}
-	return fmt.Sprintf("influxdb_v2: InfluxDB at %s refuses writes to bucket %q (%d: %s): %s; nothing is acknowledged until this is fixed",
-		w.serverURL, w.bucket, a.status, a.message, cause)
+	return fmt.Sprintf("influxdb_v2: InfluxDB at %s refuses writes to bucket %q (%s): %s; nothing is acknowledged until this is fixed",
+		w.serverURL, w.bucketName(), describeAnswer(a), cause)
 }
 
 // noteProblem logs a deployment problem when it first appears or changes,
@@ -642,213 +791,7 @@ func (w *influxWriter) clearProblem() {
 	defer w.problemMu.Unlock()
 	if w.problem != "" {
 		w.problem = ""
-		w.log.Infof("influxdb_v2: InfluxDB at %s accepts writes to bucket %q again", w.serverURL, w.bucket)
-	}
-}
-
-func describeAnswer(a influxAnswer) string {
-	if a.status == 0 {
-		return a.message
-	}
-	return fmt.Sprintf("%d: %s", a.status, a.message)
-}
-
-// drainBody is the response callback of every write: the client's HTTP
-// service leaves a 2xx body open, and an unread, unclosed body keeps the
-// connection from being reused (each write would dial anew).
-func drainBody(resp *http.Response) error {
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.Body.Close()
-}
-
-func (w *influxWriter) setWriteHeaders(gz bool) ihttp.RequestCallback {
-	return func(req *http.Request) {
-		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-		if gz {
-			req.Header.Set("Content-Encoding", "gzip")
-		}
-	}
-}
-
-// WriteBatch stores every message of the batch or says which failed. It
-// returns nil (all stored), a *service.BatchError naming exactly the messages
-// InfluxDB rejected (the others are stored), or service.ErrNotConnected when
-// InfluxDB is unreachable, throttling or refusing the token: never a plain
-// error, which a fallback would take as a failure of every message.
-func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	ctx, cancel := mergeCancel(ctx, w.closeCtx)
-	defer cancel()
-
-	lines := make([][]byte, len(batch))
-	idx := make([]int, 0, len(batch))
-	fails := map[int]error{}
-	points, carried := 0, 0
-	for i, m := range batch {
-		if err := m.GetError(); err != nil {
-			// A message that failed an earlier step is never written: it fails with that
-			// error, which a fallback then routes (the shipped pipeline's error topic).
-			fails[i] = err
-			carried++
-			continue
-		}
-		b, err := m.AsBytes()
-		if err != nil {
-			fails[i] = fmt.Errorf("write: reading message: %w", err)
-			continue
-		}
-		// Trailing newlines would become empty lines between messages.
-		b = bytes.TrimRight(b, "\r\n\t ")
-		if len(b) == 0 {
-			// Nothing to store: a message without lines is done.
-			continue
-		}
-		lines[i] = b
-		idx = append(idx, i)
-		points += bytes.Count(b, []byte{'\n'}) + 1
-	}
-	w.mBatch.Set(int64(points))
-	if len(idx) > 0 {
-		if err := w.writeRange(ctx, lines, idx, fails); err != nil {
-			return err
-		}
-	}
-	if len(fails) == 0 {
-		return nil
-	}
-	var first, firstRejected error
-	for i := range batch {
-		if e, ok := fails[i]; ok {
-			if first == nil {
-				first = e
-			}
-			if firstRejected == nil && batch[i].GetError() == nil {
-				firstRejected = e
-			}
-		}
-	}
-	if rejected := len(fails) - carried; rejected > 0 {
-		w.log.Warnf("influxdb_v2: InfluxDB rejected %d of %d messages; first: %v", rejected, len(batch), firstRejected)
-	}
-	// The engine's fallback output reports the batch-level text, not the message's own, when
-	// it was handed a single message: that text must then be the message's reason exactly.
-	summary := first
-	if len(batch) > 1 {
-		summary = fmt.Errorf("write: %d of %d messages not stored; first: %w", len(fails), len(batch), first)
-	}
-	bErr := service.NewBatchError(batch, summary)
-	for i := range batch {
-		if e, ok := fails[i]; ok {
-			bErr = bErr.Failed(i, e)
-		}
-	}
-	return bErr
-}
-
-// writeRange writes the messages idx; on a data error or 413 it halves the
-// range until the rejected messages stand alone and records their errors.
-func (w *influxWriter) writeRange(ctx context.Context, lines [][]byte, idx []int, fails map[int]error) error {
-	a, err := w.send(ctx, lines, idx)
-	if err != nil {
-		return err
-	}
-	switch a.outcome {
-	case outcomeStored:
-		return nil
-	case outcomeRejected, outcomeTooLarge:
-		if len(idx) == 1 {
-			i := idx[0]
-			if a.outcome == outcomeTooLarge {
-				fails[i] = fmt.Errorf("write: too large for InfluxDB (413): message of %d bytes exceeds the server's request size limit (%s)", len(lines[i]), a.message)
-			} else {
-				fails[i] = fmt.Errorf("write: rejected by InfluxDB (%d): %s", a.status, a.message)
-			}
-			n := int64(bytes.Count(lines[i], []byte{'\n'}) + 1)
-			w.mRejected.Incr(n)
-			w.counts.rejected.Add(n)
-			return nil
-		}
-		w.mSplit.Incr(1)
-		w.counts.split.Add(1)
-		half := len(idx) / 2
-		if err := w.writeRange(ctx, lines, idx[:half], fails); err != nil {
-			return err
-		}
-		return w.writeRange(ctx, lines, idx[half:], fails)
-	}
-	return service.ErrNotConnected
-}
-
-// send posts the messages idx in one request, retrying outages in place.
-// It returns service.ErrNotConnected when the outage outlasts the retries,
-// on a deployment problem, or when ctx ends (shutdown: left unacknowledged).
-func (w *influxWriter) send(ctx context.Context, lines [][]byte, idx []int) (influxAnswer, error) {
-	body := w.bufPool.Get().(*bytes.Buffer)
-	defer w.bufPool.Put(body)
-	body.Reset()
-	points := 0
-	var raw *bytes.Buffer
-	if w.gzip {
-		raw = w.bufPool.Get().(*bytes.Buffer)
-		defer w.bufPool.Put(raw)
-		raw.Reset()
-	} else {
-		raw = body
-	}
-	for _, i := range idx {
-		raw.Write(lines[i])
-		raw.WriteByte('\n')
-		points += bytes.Count(lines[i], []byte{'\n'}) + 1
-	}
-	if w.gzip {
-		zw := w.gzPool.Get().(*gzip.Writer)
-		zw.Reset(body)
-		_, _ = zw.Write(raw.Bytes())
-		_ = zw.Close()
-		w.gzPool.Put(zw)
-	}
-
-	for attempt := 0; ; attempt++ {
-		if ctx.Err() != nil {
-			return influxAnswer{}, service.ErrNotConnected
-		}
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, w.timeout)
-		herr := w.svc.DoPostRequest(rctx, w.writeURL, bytes.NewReader(body.Bytes()), w.setWriteHeaders(w.gzip), drainBody)
-		cancel()
-		a := classifyInfluxError(herr)
-		switch a.outcome {
-		case outcomeStored:
-			w.mLatency.Timing(time.Since(start).Nanoseconds())
-			w.mWritten.Incr(int64(points))
-			w.counts.written.Add(int64(points))
-			w.clearProblem()
-			return a, nil
-		case outcomeRejected, outcomeTooLarge:
-			w.clearProblem()
-			return a, nil
-		case outcomeDeployment:
-			w.noteProblem(w.deploymentText(a))
-			return a, service.ErrNotConnected
-		}
-		// Outage.
-		if ctx.Err() != nil {
-			return a, service.ErrNotConnected
-		}
-		if attempt >= w.retry.maxRetries {
-			w.log.Warnf("influxdb_v2: writing to InfluxDB at %s failed %d times (%s); reporting disconnected until it recovers",
-				w.serverURL, attempt+1, describeAnswer(a))
-			return a, service.ErrNotConnected
-		}
-		wait := w.retry.backoff(attempt)
-		if a.retryAfter > wait {
-			wait = min(a.retryAfter, w.retry.maxRetryAfter)
-		}
-		w.log.Debugf("influxdb_v2: write to %s failed (%s), retry %d in %v", w.serverURL, describeAnswer(a), attempt+1, wait)
-		w.mRetries.Incr(1)
-		w.counts.retries.Add(1)
-		if w.sleep(ctx, wait) != nil {
-			return a, service.ErrNotConnected
-		}
+		w.log.Infof("influxdb_v2: InfluxDB at %s accepts writes to bucket %q again", w.serverURL, w.bucketName())
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 // These tests run the output against a real InfluxDB 1.8 started by
@@ -517,8 +518,22 @@ func TestInfluxIntegrationRestartLosesNothing(t *testing.T) {
 		code, _ := s.ready()
 		return code == http.StatusServiceUnavailable
 	})
+	// Through the outage influxdb_up stays 0 and influxdb_write_retries keeps rising: the
+	// reconnect checks while data waits count as failed attempts too.
+	r0, _ := s.metrics(t)["influxdb_write_retries"].(float64)
+	time.Sleep(2 * time.Second)
+	during := s.metrics(t)
+	if r1, _ := during["influxdb_write_retries"].(float64); r1 <= r0 {
+		t.Errorf("influxdb_write_retries %v, then %v 2 s later in the outage: not rising", r0, r1)
+	}
+	if up := during["influxdb_up"]; up != float64(0) {
+		t.Errorf("influxdb_up = %v while InfluxDB is down, want 0", up)
+	}
 	srv.Restart()
 	acked.Wait()
+	if up := s.metrics(t)["influxdb_up"]; up != float64(1) {
+		t.Errorf("influxdb_up = %v once the writes were stored again, want 1", up)
+	}
 	select {
 	case err := <-errs:
 		t.Fatal(err)
@@ -555,6 +570,52 @@ func TestInfluxIntegration413Split(t *testing.T) {
 	}
 	if w.counts.split.Load() < 3 {
 		t.Errorf("batches split %d: 13 KiB at a 4 KiB limit needs several", w.counts.split.Load())
+	}
+}
+
+// A batch over max_request_bytes is split before it is sent, every request under the cap, and a
+// single message over the cap fails as a write error naming the setting; the rest is stored.
+func TestInfluxIntegrationMaxRequestBytes(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	proxy := influxtest.NewFaultInjector(t, srv.URL()) // passes every write on, recording it
+	const limit = 2048
+	w := newTestInfluxWriter(t, itWriterConf(proxy.URL(), srv.Token(), itDB, fmt.Sprintf("max_request_bytes: %d", limit)))
+	var lines []string
+	total := 0
+	for i := 0; i < 100; i++ {
+		l := fmt.Sprintf("cap,dev=device-%03d value=%d.5,note=\"padding-padding\" %d", i, i, 7000+i)
+		lines = append(lines, l)
+		total += len(l) + 1
+	}
+	huge := 40
+	lines[huge] = fmt.Sprintf("cap,dev=huge value=1,note=%q 6999", strings.Repeat("x", limit))
+	failed := failedMessages(t, w.WriteBatch(context.Background(), lpBatch(lines...)))
+	want := fmt.Sprintf("write: message of %d bytes exceeds max_request_bytes (%d)", len(lines[huge])+1, limit)
+	if len(failed) != 1 || !strings.HasPrefix(failed[huge], want) {
+		t.Fatalf("failed %v, want only message %d with %q", failed, huge, want)
+	}
+	if n := srv.Count(itDB, "cap", "value"); n != 99 {
+		t.Fatalf("stored %d, want the 99 under the cap", n)
+	}
+	requests := 0
+	for _, r := range proxy.Writes() {
+		size := 0
+		for _, l := range r.Lines {
+			size += len(l) + 1
+		}
+		if size > limit {
+			t.Errorf("a request of %d bytes was sent, over max_request_bytes %d", size, limit)
+		}
+		if len(r.Lines) > 0 {
+			requests++
+		}
+	}
+	if requests < total/limit {
+		t.Errorf("%d requests for %d bytes at a %d-byte cap", requests, total, limit)
+	}
+	if w.counts.retries.Load() != 0 {
+		t.Errorf("%d retries: a split is not a retry", w.counts.retries.Load())
 	}
 }
 
@@ -760,4 +821,70 @@ func gzipBytes(b *testing.B, p []byte) []byte {
 		b.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// iot_store_delay_seconds is observed per stored message from its Kafka record's time.
+func TestInfluxIntegrationStoreDelay(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase(itDB)
+	s := startInfluxStream(t, itWriterConf(srv.URL(), srv.Token(), itDB, ""))
+	batch := lpBatch("delay v=1 1", "delay v=2 2")
+	for _, m := range batch {
+		m.MetaSetMut(meta.KafkaTimestampMs, time.Now().Add(-90*time.Second).UnixMilli())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.produce(ctx, batch); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	// json_api reports timers in nanoseconds with percentiles.
+	timer, ok := s.metrics(t)["iot_store_delay_seconds"].(map[string]any)
+	if !ok {
+		t.Fatalf("iot_store_delay_seconds = %v, want a timer", s.metrics(t)["iot_store_delay_seconds"])
+	}
+	if p50, _ := timer["p50"].(float64); p50 < float64(90*time.Second) || p50 > float64(10*time.Minute) {
+		t.Errorf("iot_store_delay_seconds p50 = %v ns, want about 90 s (%v)", p50, timer)
+	}
+}
+
+// A bucket interpolated per message: batches are written per bucket, and a message naming a
+// bucket InfluxDB does not have fails as a write error with the reason; the others are stored.
+func TestInfluxIntegrationRoutedBuckets(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{})
+	srv.CreateDatabase("site_a")
+	srv.CreateDatabase("site_b")
+	s := startInfluxStream(t, itWriterConf(srv.URL(), srv.Token(), `'site_${! meta("site") }'`, ""))
+	waitFor(t, "/ready to answer 200 (routed: InfluxDB's /health)", func() bool { code, _ := s.ready(); return code == http.StatusOK })
+	sites := []string{"a", "b", "missing", "a", "b", "a", "missing", "b"}
+	var lines []string
+	for i := range sites {
+		lines = append(lines, fmt.Sprintf("routed,n=%d v=%d %d", i, i, 100+i))
+	}
+	batch := lpBatch(lines...)
+	for i, m := range batch {
+		m.MetaSetMut("site", sites[i])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.produce(ctx, batch); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	got := s.capture.got()
+	if len(got) != 2 || got[0].body != lines[2] || got[1].body != lines[6] {
+		t.Fatalf("error branch received %+v, want exactly messages 2 and 6", got)
+	}
+	for _, m := range got {
+		if want := `write: bucket "site_missing" not found in InfluxDB (404): database not found: "site_missing"`; !strings.HasPrefix(m.fallbackErr, want) {
+			t.Errorf("fallback_error %q, want prefix %q", m.fallbackErr, want)
+		}
+	}
+	if n := srv.Count("site_a", "routed", "v"); n != 3 {
+		t.Errorf("site_a holds %d points, want 3", n)
+	}
+	if n := srv.Count("site_b", "routed", "v"); n != 3 {
+		t.Errorf("site_b holds %d points, want 3", n)
+	}
+	if code, _ := s.ready(); code != http.StatusOK {
+		t.Errorf("/ready answered %d after a routed bucket's 404: that is the message's problem", code)
+	}
 }

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/preservarium/iot-ingestor/internal/backoff"
 	"github.com/preservarium/iot-ingestor/internal/influxtest"
 )
 
@@ -38,6 +38,7 @@ func newTestInfluxWriter(t testing.TB, conf string) *influxWriter {
 func recordWaits(w *influxWriter) *[]time.Duration {
 	var mu sync.Mutex
 	waits := &[]time.Duration{}
+	w.retry.policy.Jitter = 0 // exact waits
 	w.sleep = func(ctx context.Context, d time.Duration) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -89,11 +90,11 @@ bucket: iot_data
 	if !w.gzip || w.maxInFlight != 8 || w.timeout != 10*time.Second || w.createBucket {
 		t.Errorf("defaults: gzip=%v max_in_flight=%d timeout=%v create_bucket=%v", w.gzip, w.maxInFlight, w.timeout, w.createBucket)
 	}
-	if w.retry != (influxRetry{maxRetries: 3, initial: 500 * time.Millisecond, max: 30 * time.Second, maxRetryAfter: 60 * time.Second}) {
+	if w.retry != (influxRetry{maxRetries: 3, policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: backoff.DefaultJitter}, maxRetryAfter: 60 * time.Second}) {
 		t.Errorf("retry defaults %+v", w.retry)
 	}
-	if got := w.svc.Authorization(); got != "Token s3cr3t" {
-		t.Errorf("authorization header %q", got)
+	if w.authorization != "Token s3cr3t" || w.userAgent != "iot-ingestor" || w.maxRequestBytes != 10<<20 {
+		t.Errorf("authorization %q, user agent %q, max_request_bytes %d", w.authorization, w.userAgent, w.maxRequestBytes)
 	}
 
 	bad := map[string]string{
@@ -103,6 +104,9 @@ bucket: iot_data
 		"zero timeout":       "url: http://localhost:8086\nbucket: b\ntimeout: 0s",
 		"no in flight":       "url: http://localhost:8086\nbucket: b\nmax_in_flight: 0",
 		"retry backwards":    "url: http://localhost:8086\nbucket: b\nretry:\n  initial_interval: 2s\n  max_interval: 1s",
+		"no request bytes":   "url: http://localhost:8086\nbucket: b\nmax_request_bytes: 0",
+		"proxy not http":     "url: http://localhost:8086\nbucket: b\nproxy_url: socks5://p:1080",
+		"reserved header":    "url: http://localhost:8086\nbucket: b\nhttp_headers:\n  authorization: x",
 	}
 	for name, conf := range bad {
 		pConf, err := influxdbV2OutputSpec().ParseYAML(conf, nil)
@@ -147,10 +151,115 @@ influxdb_v2:
 	}
 }
 
+func TestInfluxOutputLintURLScheme(t *testing.T) {
+	for conf, want := range map[string]string{
+		"url: localhost:8086":                               "url must start with http:// or https://",
+		"url: influxdb:8086":                                "url must start with http:// or https://",
+		"url: ftp://influxdb:8086":                          "url must start with http:// or https://",
+		"url: http://influxdb:8086\nproxy_url: proxy:3128":  "proxy_url must start with http:// or https://",
+		"url: https://influxdb:8086\nmax_request_bytes: 0":  "max_request_bytes must be at least 1",
+		"url: https://influxdb:8086\nproxy_url: http://p:1": "",
+	} {
+		err := service.NewEnvironment().NewStreamBuilder().AddOutputYAML("influxdb_v2:\n  bucket: b\n  " + strings.ReplaceAll(conf, "\n", "\n  "))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q rejected: %v", conf, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: lint error %v, want %q", conf, err, want)
+		}
+	}
+}
+
+func TestInfluxHeadersAndUserAgent(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), "user_agent: ingestor-paris\nhttp_headers:\n  X-Tenant: plant-7\n"))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	ws := fi.Writes()
+	if len(ws) != 2 {
+		t.Fatalf("requests %d, want the probe and one write", len(ws))
+	}
+	for _, r := range ws {
+		if r.Header.Get("X-Tenant") != "plant-7" || r.Header.Get("User-Agent") != "ingestor-paris" || r.Authorization != "Token SECRET-TOKEN-42" {
+			t.Errorf("request headers %v", r.Header)
+		}
+	}
+}
+
+// proxy_url sends the requests through the named HTTP proxy, which sees absolute URLs.
+func TestInfluxProxyURL(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.String())
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer proxy.Close()
+	w := newTestInfluxWriter(t, stubConf("http://influxdb.invalid:8086", "proxy_url: "+proxy.URL+"\n"))
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect through the proxy: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "http://influxdb.invalid:8086/api/v2/write?") {
+		t.Fatalf("proxy saw %v, want the probe to influxdb.invalid", seen)
+	}
+}
+
+// With routed buckets, only a 404 about the bucket is the message's: a missing organization, or
+// a 404 that is not InfluxDB's, stays a deployment problem.
+func TestInfluxRoutedBucketNotFound(t *testing.T) {
+	cases := []struct {
+		name   string
+		fault  influxtest.Fault
+		failed bool
+	}{
+		{"2.x bucket", influxtest.Fault{Status: 404, Body: `{"code":"not found","message":"bucket \"t_x\" not found"}`}, true},
+		{"1.8 database", influxtest.Fault{Status: 404, Header: map[string]string{"X-Influxdb-Error": `database not found: "t_x"`}, Body: `{"error":"database not found: \"t_x\""}`}, true},
+		{"2.x organization", influxtest.Fault{Status: 404, Body: `{"code":"not found","message":"organization name \"acme\" not found"}`}, false},
+		{"proxy 404 page", influxtest.Fault{Status: 404, Header: map[string]string{"Content-Type": "text/html"}, Body: "<h1>bucket not found</h1>"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fi := influxtest.NewFaultInjector(t, "")
+			fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+				if req.Query.Get("bucket") == "t_x" {
+					return c.fault
+				}
+				return influxtest.Pass
+			})
+			w := newTestInfluxWriter(t, strings.Replace(stubConf(fi.URL(), ""), "bucket: iot_data", `bucket: 't_${! meta("t") }'`, 1))
+			batch := lpBatch("m v=1 1", "m v=2 2")
+			batch[0].MetaSetMut("t", "x")
+			batch[1].MetaSetMut("t", "y")
+			err := w.WriteBatch(context.Background(), batch)
+			if !c.failed {
+				if !errors.Is(err, service.ErrNotConnected) {
+					t.Fatalf("WriteBatch: %v, want not connected", err)
+				}
+				return
+			}
+			failed := failedMessages(t, err)
+			if len(failed) != 1 || !strings.HasPrefix(failed[0], `write: bucket "t_x" not found in InfluxDB (404): `) {
+				t.Fatalf("failed %v, want only message 0 with the missing bucket", failed)
+			}
+			if got := fi.Accepted(); len(got) != 1 || got[0] != "m v=2 2" {
+				t.Fatalf("stored %q, want message 1 in t_y", got)
+			}
+		})
+	}
+}
+
 func TestInfluxRetryAfterHTTPDate(t *testing.T) {
 	h := http.Header{}
 	h.Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
-	d := parseRetryAfter(&ihttp.Error{StatusCode: 503, Header: h})
+	d := parseRetryAfter(h)
 	if d <= 58*time.Minute || d > time.Hour {
 		t.Fatalf("Retry-After an hour ahead read as %v", d)
 	}
@@ -164,36 +273,77 @@ func TestInfluxClassify(t *testing.T) {
 		}
 		return h
 	}
+	jsonH := hdr("Content-Type", "application/json")
 	cases := []struct {
 		name       string
-		err        *ihttp.Error
+		status     int
+		header     http.Header
+		body       string
 		want       writeOutcome
 		msg        string
 		retryAfter time.Duration
 	}{
-		{"204", nil, outcomeStored, "", 0},
-		{"400 2.x", &ihttp.Error{StatusCode: 400, Code: "invalid", Message: "unable to parse 'x': missing fields"}, outcomeRejected, "unable to parse 'x': missing fields", 0},
-		{"400 1.8 header", &ihttp.Error{StatusCode: 400, Code: "400 Bad Request", Message: "partial write: unable to parse 'bad': invalid field format dropped=0"}, outcomeRejected, "partial write: unable to parse 'bad': invalid field format dropped=0", 0},
-		{"422", &ihttp.Error{StatusCode: 422, Code: "unprocessable entity", Message: "failure writing points to database: partial write: field type conflict"}, outcomeRejected, "failure writing points to database: partial write: field type conflict", 0},
-		{"500 partial write", &ihttp.Error{StatusCode: 500, Code: "internal error", Message: "partial write: field type conflict: input field \"f\""}, outcomeRejected, "partial write: field type conflict: input field \"f\"", 0},
-		{"500 timeout", &ihttp.Error{StatusCode: 500, Code: "500 Internal Server Error", Message: "timeout"}, outcomeOutage, "timeout", 0},
-		{"413", &ihttp.Error{StatusCode: 413, Code: "413 Request Entity Too Large", Message: "Request Entity Too Large"}, outcomeTooLarge, "Request Entity Too Large", 0},
-		{"401", &ihttp.Error{StatusCode: 401, Code: "unauthorized", Message: "unauthorized access"}, outcomeDeployment, "unauthorized access", 0},
-		{"403", &ihttp.Error{StatusCode: 403, Code: "forbidden", Message: "insufficient permissions"}, outcomeDeployment, "insufficient permissions", 0},
-		{"404", &ihttp.Error{StatusCode: 404, Code: "404 Not Found", Message: "database not found: \"x\""}, outcomeDeployment, "database not found: \"x\"", 0},
-		{"429 seconds", &ihttp.Error{StatusCode: 429, Code: "too many requests", Message: "exceeded rate limit", RetryAfter: 7}, outcomeOutage, "exceeded rate limit", 7 * time.Second},
-		{"503 no message", &ihttp.Error{StatusCode: 503, Header: hdr("Retry-After", "2")}, outcomeOutage, "Service Unavailable", 2 * time.Second},
-		{"502", &ihttp.Error{StatusCode: 502, Code: "502 Bad Gateway", Message: "upstream\nreset"}, outcomeOutage, "upstream reset", 0},
-		{"504", &ihttp.Error{StatusCode: 504}, outcomeOutage, "Gateway Timeout", 0},
-		{"transport", ihttp.NewError(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")), outcomeOutage, "dial tcp 127.0.0.1:1: connect: connection refused", 0},
-		{"405 proxy", &ihttp.Error{StatusCode: 405}, outcomeDeployment, "Method Not Allowed", 0},
-		{"503 date in the past", &ihttp.Error{StatusCode: 503, Header: hdr("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")}, outcomeOutage, "Service Unavailable", 0},
+		{"204", 204, jsonH, "", outcomeStored, "No Content, application/json", 0},
+		{"400 2.x", 400, jsonH, `{"code":"invalid","message":"unable to parse 'x': missing fields"}`, outcomeRejected, "unable to parse 'x': missing fields", 0},
+		{"400 1.8 header", 400, hdr("Content-Type", "application/json", "X-Influxdb-Error", "partial write: unable to parse 'bad': invalid field format dropped=0"), `{"error":"partial write: unable to parse 'bad': invalid field format dropped=0"}`, outcomeRejected, "partial write: unable to parse 'bad': invalid field format dropped=0", 0},
+		{"400 1.8 body only", 400, jsonH, `{"error":"field type conflict"}`, outcomeRejected, "field type conflict", 0},
+		{"400 1.8 series limit", 400, jsonH, `{"error":"partial write: max-series-per-database limit exceeded: (3) dropped=4"}`, outcomeRejected, "partial write: max-series-per-database limit exceeded: (3) dropped=4", 0},
+		{"400 1.8 retention", 400, jsonH, `{"error":"partial write: points beyond retention policy dropped=1"}`, outcomeRejected, "partial write: points beyond retention policy dropped=1", 0},
+		{"400 3.x cut at the bound", 400, jsonH, `{"code":"invalid","message":"failed to parse line protocol: errors encountered on line(s): error parsing line 2","line":2,"data":[{"x":`, outcomeRejected, "failed to parse line protocol: errors encountered on line(s): error parsing line 2", 0},
+		{"422", 422, jsonH, `{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict"}`, outcomeRejected, "failure writing points to database: partial write: field type conflict", 0},
+		{"500 partial write", 500, jsonH, `{"code":"internal error","message":"partial write: field type conflict: input field \"f\""}`, outcomeRejected, "partial write: field type conflict: input field \"f\"", 0},
+		{"500 timeout", 500, hdr("X-Influxdb-Error", "timeout"), "", outcomeOutage, "timeout", 0},
+		{"413", 413, jsonH, `{"error":"Request Entity Too Large"}`, outcomeTooLarge, "Request Entity Too Large", 0},
+		{"401", 401, jsonH, `{"code":"unauthorized","message":"unauthorized access"}`, outcomeDeployment, "unauthorized access", 0},
+		{"403", 403, jsonH, `{"code":"forbidden","message":"insufficient permissions"}`, outcomeDeployment, "insufficient permissions", 0},
+		{"404", 404, hdr("X-Influxdb-Error", `database not found: "x"`), "", outcomeDeployment, `database not found: "x"`, 0},
+		{"429 seconds", 429, hdr("Content-Type", "application/json", "Retry-After", "7"), `{"code":"too many requests","message":"exceeded rate limit"}`, outcomeOutage, "exceeded rate limit", 7 * time.Second},
+		{"503 no message", 503, hdr("Retry-After", "2"), "", outcomeOutage, "Service Unavailable", 2 * time.Second},
+		{"502 proxy", 502, hdr("Content-Type", "text/html"), "<html>upstream\nreset</html>", outcomeOutage, "Bad Gateway, text/html: <html>upstream reset</html>", 0},
+		{"504", 504, http.Header{}, "", outcomeOutage, "Gateway Timeout", 0},
+		{"405 proxy", 405, http.Header{}, "", outcomeDeployment, "Method Not Allowed", 0},
+		{"503 date in the past", 503, hdr("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT"), "", outcomeOutage, "Service Unavailable", 0},
+		// Answers that are not InfluxDB's, or not about the points: never stored, never rejected.
+		{"200 maintenance page", 200, hdr("Content-Type", "text/html"), "<h1>Maintenance</h1>", outcomeDeployment, "OK, text/html: <h1>Maintenance</h1>", 0},
+		{"302 SSO", 302, hdr("Location", "https://sso.example/login"), "", outcomeDeployment, "Found", 0},
+		{"400 proxy HTML", 400, hdr("Content-Type", "text/html"), "<html><h1>400 Bad Request</h1>nginx</html>", outcomeDeployment, "Bad Request, text/html: <html><h1>400 Bad Request</h1>nginx</html>", 0},
+		{"400 proxy JSON without code", 400, jsonH, `{"message":"unable to parse request"}`, outcomeDeployment, `Bad Request, application/json: {"message":"unable to parse request"}`, 0},
+		{"400 2.x org", 400, jsonH, `{"code":"invalid","message":"Please provide either orgID or org"}`, outcomeDeployment, "Please provide either orgID or org", 0},
+		{"400 1.8 gzip", 400, hdr("X-Influxdb-Error", "unexpected EOF"), "", outcomeDeployment, "unexpected EOF", 0},
+		{"403 WAF", 403, hdr("Content-Type", "text/html"), "<html>Request blocked</html>", outcomeDeployment, "Forbidden, text/html: <html>Request blocked</html>", 0},
 	}
 	for _, c := range cases {
-		a := classifyInfluxError(c.err)
+		a := classifyAnswer(c.status, c.header, []byte(c.body))
 		if a.outcome != c.want || a.message != c.msg || a.retryAfter != c.retryAfter {
 			t.Errorf("%s: got outcome %d message %q retry-after %v, want %d %q %v",
 				c.name, a.outcome, a.message, a.retryAfter, c.want, c.msg, c.retryAfter)
+		}
+	}
+	if a := classifyAnswer(302, hdr("Location", "https://sso.example/login"), nil); a.location != "https://sso.example/login" ||
+		describeAnswer(a) != "302 redirect to https://sso.example/login" {
+		t.Errorf("redirect: location %q, described %q", a.location, describeAnswer(a))
+	}
+	if a := transportAnswer(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")); a.outcome != outcomeOutage || a.status != 0 {
+		t.Errorf("transport error: %+v", a)
+	}
+	// The probe: only 204 and 2.x's "writing requires points" mean writable.
+	for _, c := range []struct {
+		status int
+		header http.Header
+		body   string
+		ok     bool
+	}{
+		{204, http.Header{}, "", true},
+		{400, jsonH, `{"code":"invalid","message":"writing requires points"}`, true},
+		{400, jsonH, `{"code":"invalid","message":"Please provide either orgID or org"}`, false},
+		{400, hdr("Content-Type", "text/html"), "writing requires points", false},
+		{400, jsonH, `{"code":"invalid","message":"unable to parse ''"}`, false},
+		{200, http.Header{}, "", false},
+		{413, http.Header{}, "", false},
+	} {
+		a := classifyProbe(classifyAnswer(c.status, c.header, []byte(c.body)))
+		if (a.outcome == outcomeStored) != c.ok || (!c.ok && a.outcome != outcomeDeployment) {
+			t.Errorf("probe answer %d %s: outcome %d, want writable=%v", c.status, c.body, a.outcome, c.ok)
 		}
 	}
 }
@@ -362,6 +512,11 @@ func TestInfluxFaultInjectorSlowPastTimeout(t *testing.T) {
 		t.Fatalf("stub stored %q though every answer was late", got)
 	}
 	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault { return influxtest.Pass })
+	// The failed write left a back-off for Connect to answer first; then the check passes.
+	var bo *service.ErrBackOff
+	if err := w.Connect(context.Background()); !errors.As(err, &bo) {
+		t.Fatalf("first Connect after the failed write: %v, want the back-off it owes", err)
+	}
 	if err := w.Connect(context.Background()); err != nil {
 		t.Fatalf("Connect once fast again: %v", err)
 	}
@@ -411,6 +566,7 @@ func TestInfluxConnectBackOffGrows(t *testing.T) {
 		return influxtest.Fault{Status: 401, Body: `{"code":"unauthorized","message":"unauthorized access"}`}
 	})
 	w := newTestInfluxWriter(t, stubConf(fi.URL(), ""))
+	w.retry.policy.Jitter = 0 // exact waits
 	var waits []time.Duration
 	for i := 0; i < 4; i++ {
 		err := w.Connect(context.Background())
@@ -559,7 +715,7 @@ func TestInfluxConnectProbeAnswers(t *testing.T) {
 		{"2.x 400 writing requires points", influxtest.Fault{Status: 400, Body: `{"code":"invalid","message":"writing requires points"}`}, true, ""},
 		{"403", influxtest.Fault{Status: 403, Body: `{"code":"forbidden","message":"insufficient permissions for write"}`}, false, "(403: insufficient permissions for write): the token may not write to this bucket"},
 		{"404 org", influxtest.Fault{Status: 404, Body: `{"code":"not found","message":"organization name \"acme\" not found"}`}, false, "the bucket or organization does not exist"},
-		{"503", influxtest.Fault{Status: 503}, false, "is not accepting writes (503: service temporarily unavailable)"},
+		{"503", influxtest.Fault{Status: 503}, false, "is not accepting writes (503: Service Unavailable, application/json)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -586,26 +742,37 @@ func TestInfluxConnectProbeAnswers(t *testing.T) {
 
 // FuzzInfluxClassify feeds arbitrary server answers to the classification:
 // it must not panic, must keep the reason on one bounded line, and must never
-// call a data error what is a throttling, outage or deployment status.
+// call stored what is not a 204, nor a data error what is a throttling, outage,
+// deployment status or an answer without InfluxDB's error shape.
 func FuzzInfluxClassify(f *testing.F) {
-	f.Add(400, "invalid", "unable to parse 'x'", "")
-	f.Add(500, "internal error", "partial write: field type conflict", "")
-	f.Add(429, "", "", "12")
-	f.Add(503, "", "", "Wed, 21 Oct 2015 07:28:00 GMT")
-	f.Add(0, "", "", "")
-	f.Fuzz(func(t *testing.T, status int, code, msg, retryAfter string) {
+	f.Add(400, "application/json", `{"code":"invalid","message":"unable to parse 'x'"}`, "", "")
+	f.Add(500, "application/json", `{"error":"partial write: field type conflict"}`, "", "")
+	f.Add(429, "", "", "12", "")
+	f.Add(503, "", "", "Wed, 21 Oct 2015 07:28:00 GMT", "")
+	f.Add(400, "text/html", "unable to parse", "", "")
+	f.Add(422, "", "", "", "partial write: x")
+	f.Fuzz(func(t *testing.T, status int, ctype, body, retryAfter, influxErr string) {
 		h := http.Header{}
 		h.Set("Retry-After", retryAfter)
-		herr := &ihttp.Error{StatusCode: status, Code: code, Message: msg, Header: h}
-		if status == 0 {
-			herr.Err = errors.New(msg + "x")
+		h.Set("Content-Type", ctype)
+		if influxErr != "" {
+			h.Set("X-Influxdb-Error", influxErr)
 		}
-		a := classifyInfluxError(herr)
+		if ta := transportAnswer(errors.New(body + "x")); strings.ContainsAny(ta.message, "\n\r") || ta.outcome != outcomeOutage {
+			t.Fatalf("transport error %q: %+v", body, ta)
+		}
+		a := classifyAnswer(status, h, []byte(body))
 		if strings.ContainsAny(a.message, "\n\r") || len(a.message) > 1100 {
 			t.Fatalf("reason not one bounded line: %q", a.message)
 		}
 		if a.retryAfter < 0 {
 			t.Fatalf("negative Retry-After %v", a.retryAfter)
+		}
+		if a.outcome == outcomeStored && status != 204 {
+			t.Fatalf("status %d counted as stored", status)
+		}
+		if a.outcome == outcomeRejected && !a.influx {
+			t.Fatalf("an answer without InfluxDB's error shape rejected points: %d %q", status, body)
 		}
 		switch status {
 		case 401, 403, 404, 429, 502, 503, 504:

@@ -39,11 +39,17 @@ type WriteRequest struct {
 	Gzip          bool
 	Lines         []string
 	Fault         Fault
+	// At is when the request arrived: tests bound the rate of writes with it.
+	At time.Time
+	// Header is the request's headers.
+	Header http.Header
 }
 
 // FaultInjector is a fault-injecting HTTP stub for what InfluxDB 1.8 cannot
 // produce (429 with Retry-After, 500 partial write, resets mid-response, slow
-// answers, the 2.x buckets API). It is never a stand-in for the real server's
+// answers, the 2.x buckets API), and the proxy that plays the middle boxes
+// found in front of InfluxDB (an SSO proxy's redirect and login page, a load
+// balancer's maintenance page, a proxy's HTML 400, a WAF's 403). It is never a stand-in for the real server's
 // data behaviour: with a target it proxies every request it does not fault to
 // the real InfluxDB; without one it accepts (204) and records the lines.
 type FaultInjector struct {
@@ -62,13 +68,18 @@ type FaultInjector struct {
 	bucketsOn bool
 	org       string
 	buckets   map[string]int64 // name -> retention seconds
+	// pages are fixed answers for paths other than the write endpoint (Page).
+	pages map[string]Fault
+	// requests counts every request by path, the write endpoint's included.
+	requests map[string]int
 }
 
 // NewFaultInjector starts the stub; target is a real server's URL to proxy
 // to, or "" to accept and record writes itself.
 func NewFaultInjector(t testing.TB, target string) *FaultInjector {
 	t.Helper()
-	f := &FaultInjector{t: t, proxy: &http.Client{Timeout: 30 * time.Second}, buckets: map[string]int64{}}
+	f := &FaultInjector{t: t, proxy: &http.Client{Timeout: 30 * time.Second}, buckets: map[string]int64{},
+		pages: map[string]Fault{}, requests: map[string]int{}}
 	if target != "" {
 		u, err := url.Parse(target)
 		if err != nil {
@@ -105,6 +116,21 @@ func (f *FaultInjector) Accepted() []string {
 	return append([]string(nil), f.accepted...)
 }
 
+// Page makes the stub answer every request to path (not the write endpoint) with the fault's
+// status, headers and body: the login page an SSO proxy redirects to, say.
+func (f *FaultInjector) Page(path string, answer Fault) {
+	f.mu.Lock()
+	f.pages[path] = answer
+	f.mu.Unlock()
+}
+
+// Requests is how many requests reached path so far.
+func (f *FaultInjector) Requests(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[path]
+}
+
 // RouteWritesToV1 makes the proxy pass 2.x writes to the real server's 1.x
 // /write endpoint (bucket -> db/rp, precision ns -> n, us -> u, token
 // "user:password" -> u/p). 1.8 applies its write throttling
@@ -134,7 +160,13 @@ func (f *FaultInjector) Bucket(name string) (int64, bool) {
 }
 
 func (f *FaultInjector) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests[r.URL.Path]++
+	page, isPage := f.pages[r.URL.Path]
+	f.mu.Unlock()
 	switch {
+	case isPage && r.URL.Path != "/api/v2/write":
+		answer(w, page)
 	case r.URL.Path == "/api/v2/write":
 		f.serveWrite(w, r)
 	case f.bucketsOn && strings.HasPrefix(r.URL.Path, "/api/v2/"):
@@ -162,7 +194,7 @@ func (f *FaultInjector) serveWrite(w http.ResponseWriter, r *http.Request) {
 		text, _ = io.ReadAll(zr)
 	}
 	req := WriteRequest{Query: r.URL.Query(), Authorization: r.Header.Get("Authorization"),
-		Gzip: r.Header.Get("Content-Encoding") == "gzip"}
+		Gzip: r.Header.Get("Content-Encoding") == "gzip", At: time.Now(), Header: r.Header.Clone()}
 	for _, l := range strings.Split(string(text), "\n") {
 		if strings.TrimSpace(l) != "" {
 			req.Lines = append(req.Lines, l)
@@ -206,14 +238,7 @@ func (f *FaultInjector) serveWrite(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = conn.Close()
 	case fault.Status != 0:
-		for k, v := range fault.Header {
-			w.Header().Set(k, v)
-		}
-		if w.Header().Get("Content-Type") == "" {
-			w.Header().Set("Content-Type", "application/json")
-		}
-		w.WriteHeader(fault.Status)
-		_, _ = io.WriteString(w, fault.Body)
+		answer(w, fault)
 	case f.target != nil:
 		f.forward(w, r, raw)
 	default:
@@ -231,6 +256,18 @@ func (f *FaultInjector) serveWrite(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// answer writes the fault's status, headers and body (JSON unless a Content-Type is given).
+func answer(w http.ResponseWriter, fault Fault) {
+	for k, v := range fault.Header {
+		w.Header().Set(k, v)
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(fault.Status)
+	_, _ = io.WriteString(w, fault.Body)
 }
 
 func (f *FaultInjector) forward(w http.ResponseWriter, r *http.Request, body []byte) {

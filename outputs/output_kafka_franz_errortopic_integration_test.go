@@ -174,7 +174,7 @@ func TestKafkaFranzOutputFitsTheTopicsLimit(t *testing.T) {
 		t.Fatalf("record takes %d bytes with key and framing, over the topic's %d", n, topicLimit)
 	}
 	rec := decodeRecord(t, r)
-	if !rec.Truncated || rec.Bytes < 300000 || !strings.HasPrefix(rec.Original.Raw, `{"request_id":"poison-1","device_id":"d1","values":["<b><b>`) ||
+	if !rec.Truncated || rec.Bytes < 300000 || !strings.HasPrefix(rec.Original.Raw, `{"request_id": "poison-1", "device_id": "d1", "values": ["<b><b>`) ||
 		rec.Kind != "validation" || rec.Source.Partition != 3 || rec.Source.Offset != 18211 {
 		t.Fatalf("record %.400s", r.Value)
 	}

@@ -146,15 +146,18 @@ func newErrorRecordBuilder(conf *service.ParsedConfig, mgr *service.Resources) (
 	return b, nil
 }
 
-// errorRecord is the shared format, keys in the contract's order.
+// errorRecord is the shared format, keys in the contract's order: the keys before
+// original_message, which is written as it is, and those after it.
 type errorRecord struct {
-	RequestID       string          `json:"request_id"`
-	Timestamp       string          `json:"timestamp"`
-	Service         string          `json:"service"`
-	Error           string          `json:"error"`
-	OriginalMessage json.RawMessage `json:"original_message"`
-	Kind            meta.Kind       `json:"kind"`
-	Source          map[string]any  `json:"source,omitempty"`
+	RequestID string `json:"request_id"`
+	Timestamp string `json:"timestamp"`
+	Service   string `json:"service"`
+	Error     string `json:"error"`
+}
+
+type errorRecordTail struct {
+	Kind   meta.Kind      `json:"kind"`
+	Source map[string]any `json:"source,omitempty"`
 }
 
 func (b *errorRecordBuilder) Process(_ context.Context, msg *service.Message) (service.MessageBatch, error) {
@@ -162,22 +165,31 @@ func (b *errorRecordBuilder) Process(_ context.Context, msg *service.Message) (s
 	kind, reason := kindOf(reason, fromProcessing)
 	original, input := originalOf(msg)
 	rec := errorRecord{
-		RequestID:       cutText(requestIDOf(msg), ierMaxRequestIDBytes),
-		Timestamp:       b.now().UTC().Format("2006-01-02T15:04:05.000000+00:00"),
-		Service:         b.service,
-		Error:           cutText(reason, ierMaxErrorBytes),
-		OriginalMessage: original,
-		Kind:            kind,
-		Source:          sourceOf(msg),
+		RequestID: cutText(requestIDOf(msg), ierMaxRequestIDBytes),
+		Timestamp: b.now().UTC().Format("2006-01-02T15:04:05.000000+00:00"),
+		Service:   b.service,
+		Error:     cutText(reason, ierMaxErrorBytes),
 	}
 	var buf bytes.Buffer
+	buf.Grow(len(original) + 512)
 	enc := json.NewEncoder(&buf)
-	// HTML escaping would write each <, > and & of the original as six bytes.
+	// HTML escaping would write each <, > and & as six bytes.
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(rec); err != nil {
 		return nil, fmt.Errorf("iot_error_record: encoding the record: %w", err)
 	}
-	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	// The original goes in as it is (valid JSON, checked): re-encoding would compact it, and a
+	// cut record's leading bytes would no longer be the input's.
+	buf.Truncate(bytes.LastIndexByte(buf.Bytes(), '}'))
+	buf.WriteString(`,"original_message":`)
+	buf.Write(original)
+	head := buf.Len()
+	if err := enc.Encode(errorRecordTail{Kind: kind, Source: sourceOf(msg)}); err != nil {
+		return nil, fmt.Errorf("iot_error_record: encoding the record: %w", err)
+	}
+	out := buf.Bytes()
+	out[head] = ',' // the tail's opening brace
+	out = bytes.TrimSuffix(out, []byte("\n"))
 	if len(b.extra) > 0 {
 		out = appendExtra(out, msg, b.extra)
 	}

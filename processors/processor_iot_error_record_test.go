@@ -43,7 +43,7 @@ func TestErrorRecord(t *testing.T) {
 				"kafka_partition": 3, "kafka_offset": int64(18211), "kafka_timestamp_ms": int64(1764238502118),
 			},
 			err:  errors.New("validation: labels has 2 entries, values has 3"),
-			want: `{"request_id":"4bcf","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: labels has 2 entries, values has 3","original_message":{"request_id":"4bcf","device_id":"2261001","values":[1.0,2.0,3.0],"labels":["a","b"]},"kind":"validation","source":{"offset":18211,"partition":3,"timestamp_ms":1764238502118,"topic":"iot_validated_data"}}`,
+			want: `{"request_id":"4bcf","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: labels has 2 entries, values has 3","original_message":{"request_id": "4bcf", "device_id": "2261001", "values": [1.0, 2.0, 3.0], "labels": ["a", "b"]},"kind":"validation","source":{"offset":18211,"partition":3,"timestamp_ms":1764238502118,"topic":"iot_validated_data"}}`,
 			kind: "validation",
 		},
 		{
@@ -199,7 +199,7 @@ func TestErrorRecordSourcePrefersTheReadingsOrigin(t *testing.T) {
 func TestErrorRecordNoHTMLEscaping(t *testing.T) {
 	b := newTestErrorRecordBuilder(t, `{}`)
 	for _, c := range []struct{ name, content, original, want string }{
-		{"object", `{"v": "<a & b>"}`, `{"v": "<a & b>"}`, `"original_message":{"v":"<a & b>"}`},
+		{"object", `{"v": "<a & b>"}`, `{"v": "<a & b>"}`, `"original_message":{"v": "<a & b>"}`},
 		{"raw", `<not json> & more`, "", `"original_message":{"raw":"<not json> & more"}`},
 	} {
 		msg := service.NewMessage([]byte(c.content))

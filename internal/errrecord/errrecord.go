@@ -154,11 +154,8 @@ func parse(rec []byte) ([]member, error) {
 		if err := dec.Decode(&v); err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, v); err != nil {
-			return nil, err
-		}
-		members = append(members, member{key, buf.Bytes()})
+		// Kept as written: the original's leading bytes are the input's, not a re-encoding's.
+		members = append(members, member{key, bytes.TrimSpace(v)})
 	}
 	if _, err := dec.Token(); err != nil && err != io.EOF {
 		return nil, err

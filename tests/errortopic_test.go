@@ -92,6 +92,10 @@ func TestFaultOversizedPoison(t *testing.T) {
 	if got, want := metricTotal(ms, "iot_error_records"), float64(len(s.errorRecords())); got != want {
 		t.Errorf("iot_error_records = %v, the error topic holds %v records", got, want)
 	}
+	// Rejected readings went straight to the error topic: no failed write was logged for them.
+	if p.logContains("Failed to send message to influxdb_v2") {
+		t.Errorf("the engine logged rejected readings as failed InfluxDB writes")
+	}
 	report(t, "oversized-poison", s.verify(readings, map[string]string{poisonKey: "validation"}), time.Since(start))
 }
 

@@ -115,7 +115,9 @@ type storeOrReport struct {
 	mu          sync.Mutex
 	attempts    int // Connect calls in a row that found store not connected
 	pending     map[string]*routing
-	causeShown  bool // Connect has reported the outage of a child that holds a batch
+	handedBack  bool // a batch was handed back as not connected and not yet retried
+	mustShow    bool // Connect has not yet reported the outage that batch stands for
+	reports     int  // outage reports in a row while a batch waits
 	reported    map[meta.Kind]int
 	lastSummary time.Time
 }
@@ -141,6 +143,7 @@ func newStoreOrReport(conf *service.ParsedConfig, mgr *service.Resources) (*stor
 	if o.reportStatus, err = connectionOf(o.report, sorFieldReport); err != nil {
 		return nil, err
 	}
+	o.storeStatus, o.reportStatus = o.rememberCause(o.storeStatus), o.rememberCause(o.reportStatus)
 	if o.stopStore, err = hardStopOf(o.store, sorFieldStore); err != nil {
 		return nil, err
 	}
@@ -258,10 +261,6 @@ func (o *storeOrReport) Connect(ctx context.Context) error {
 // sorPoll is how often a batch waiting in a child looks at the child's connection.
 const sorPoll = 250 * time.Millisecond
 
-// sorReportEvery bounds how often Connect reports a child's outage (an ERROR line of the
-// engine) while it waits for the child to recover.
-const sorReportEvery = 30 * time.Second
-
 // routing is one batch's way through the children, run on its own so that the batch can be
 // handed back as not connected while a child holds it, and picked up again on the engine's retry.
 type routing struct {
@@ -271,9 +270,11 @@ type routing struct {
 	reporting atomic.Bool // some of it is being written to report
 }
 
-// awaitChildren is Connect while batches wait in a child that is not connected: the first call
-// reports the child's cause (the engine logs it and shows it on /ready), the next ones wait for
-// the child to recover and report the cause again every sorReportEvery at most.
+// awaitChildren is Connect while a batch waits in a child that is not connected. It reports the
+// child's cause (the engine logs it and shows it on /ready) at once after the batch was handed
+// back, then after waiting for the child to recover for a back-off of 1 s doubling to 30 s: one
+// ERROR line per back-off, each with the latest cause. One batch at a time is handed back, so
+// the engine's status keeps that cause rather than the "not connected" each hand-back first sets.
 func (o *storeOrReport) awaitChildren(ctx context.Context) error {
 	cause := func() error {
 		if err := o.storeStatus(); err != nil {
@@ -281,29 +282,55 @@ func (o *storeOrReport) awaitChildren(ctx context.Context) error {
 		}
 		return o.reportStatus()
 	}
-	err := cause()
 	o.mu.Lock()
-	first := !o.causeShown
-	o.causeShown = err != nil
+	first, reports := o.mustShow, o.reports
+	o.mustShow = false
 	o.mu.Unlock()
-	if err == nil {
-		return nil
+	var wait time.Duration
+	if !first {
+		wait = sorConnectBackoff.Delay(reports)
 	}
-	if first {
-		return service.NewErrBackOff(err, sorPoll)
-	}
-	deadline := time.Now().Add(sorReportEvery)
+	deadline := time.Now().Add(wait)
+	err := cause()
 	for err != nil && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(sorPoll)
 		err = cause()
 	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if err == nil {
-		o.mu.Lock()
-		o.causeShown = false
-		o.mu.Unlock()
+		o.handedBack, o.reports = false, 0
 		return nil
 	}
-	return service.NewErrBackOff(err, 0)
+	o.reports++
+	return service.NewErrBackOff(err, sorPoll)
+}
+
+// rememberCause wraps a child's status so that, while the child is not connected, it gives the
+// last cause the child reported rather than the engine's bare "not connected": a child with
+// several batches retrying resets its status to that at each retry.
+func (o *storeOrReport) rememberCause(status func() error) func() error {
+	var mu sync.Mutex
+	var last error
+	return func() error {
+		err := status()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			last = nil
+		case !isGenericNotConnected(err):
+			last = err
+		case last != nil:
+			return last
+		}
+		return err
+	}
+}
+
+// isGenericNotConnected tells the engine's bare "not connected" from a child's own cause.
+func isGenericNotConnected(err error) bool {
+	return strings.HasSuffix(err.Error(), service.ErrNotConnected.Error())
 }
 
 // WriteBatch splits the batch by whether a message carries an error, writes both parts at once,
@@ -315,7 +342,9 @@ func (o *storeOrReport) WriteBatch(ctx context.Context, batch service.MessageBat
 	key := batchKey(batch)
 	o.mu.Lock()
 	r, resumed := o.pending[key]
-	delete(o.pending, key)
+	if resumed {
+		delete(o.pending, key)
+	}
 	o.mu.Unlock()
 	if !resumed {
 		r = &routing{done: make(chan struct{})}
@@ -341,6 +370,11 @@ func (o *storeOrReport) WriteBatch(ctx context.Context, batch service.MessageBat
 		case <-tick.C:
 			if (r.toStore && o.storeStatus() != nil) || (r.reporting.Load() && o.reportStatus() != nil) {
 				o.mu.Lock()
+				if o.handedBack { // another batch stands for the outage: one is enough
+					o.mu.Unlock()
+					continue
+				}
+				o.handedBack, o.mustShow = true, true
 				o.pending[key] = r
 				o.mu.Unlock()
 				return service.ErrNotConnected

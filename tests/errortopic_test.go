@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -97,6 +99,50 @@ func TestFaultOversizedPoison(t *testing.T) {
 		t.Errorf("the engine logged rejected readings as failed InfluxDB writes")
 	}
 	report(t, "oversized-poison", s.verify(readings, map[string]string{poisonKey: "validation"}), time.Since(start))
+}
+
+// get is the status and body of GET path on the ingestor's server.
+func (p *ingestor) get(path string) (int, string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + p.httpAddr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// logCount is how many lines of the ingestor's log contain s.
+func (p *ingestor) logCount(s string) int {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), s)
+}
+
+// checkRefusalInstruments is what an operator sees while the error topic refuses records for
+// good: /ready 503 naming the cause and a waiting message's source, error_topic_up 0, no record
+// counted, and few ERROR lines (one per back-off, 1 s doubling, not one per retried batch).
+func checkRefusalInstruments(t *testing.T, p *ingestor, refusedFor time.Duration) {
+	t.Helper()
+	code, body := p.get("/ready")
+	if code != 503 || !strings.Contains(body, "TOPIC_AUTHORIZATION_FAILED") || !strings.Contains(body, "refuses the record of the message from topic "+inputTopic+" partition ") {
+		t.Errorf("/ready during the refusal: %d %s", code, body)
+	}
+	ms := p.metrics()
+	if v := metricTotal(ms, "error_topic_up"); v != 0 {
+		t.Errorf("error_topic_up = %v while the error topic refuses, want 0", v)
+	}
+	if v := metricTotal(ms, "iot_error_records"); v != 0 {
+		t.Errorf("iot_error_records = %v while no record was written", v)
+	}
+	// Two sources back off on their own: the error output's Connect (1 s doubling) and the
+	// router's report of it (once, then every 30 s). Before, every retried batch was a line.
+	if n, most := p.logCount("level=error"), 2*int(refusedFor/time.Second)+4; n > most {
+		t.Errorf("%d ERROR lines in %v of refusal, want at most %d", n, refusedFor, most)
+	}
 }
 
 // A GET /ready during a Kafka outage used to build the lazily created error_topic resource,

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,5 +210,75 @@ func TestStoreOrReportRefusingReportKeepsStoring(t *testing.T) {
 	}
 	if r := decodeRecord(t, readAll(t, b.SeedBrokers(), "reported", 1)[0]); r.Kind != "decode" {
 		t.Fatalf("record %+v", r)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A reported reading is logged at DEBUG only, and counted by kind in a periodic INFO line.
+func TestStoreOrReportLogsReportedReadingsAtDebugWithASummary(t *testing.T) {
+	var logs lockedBuffer
+	sb := service.NewStreamBuilder()
+	sb.SetLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	send, err := sb.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddOutputYAML(`
+store_or_report:
+  summary_interval: 1ms
+  store:
+    drop: {}
+  report:
+    drop: {}
+`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Run(context.Background()) }()
+	defer func() { _ = s.StopWithin(5 * time.Second) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		time.Sleep(5 * time.Millisecond) // past the summary interval
+		batch := service.MessageBatch{
+			reading(fmt.Sprintf("v-%d", i), "", errors.New("validation: labels has 2 entries, values has 3")),
+			reading(fmt.Sprintf("d-%d", i), "", errors.New("decode: not JSON")),
+			reading(fmt.Sprintf("ok-%d", i), "", nil),
+		}
+		if err := send(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := logs.String()
+	for _, want := range []string{
+		`level=DEBUG msg="store_or_report: reported request_id=v-0: validation: labels has 2 entries, values has 3"`,
+		`level=INFO msg="store_or_report: 2 readings reported to the error output in the last`,
+		`(decode 1, validation 1)`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "level=ERROR") {
+		t.Errorf("reported readings were logged at ERROR:\n%s", out)
 	}
 }

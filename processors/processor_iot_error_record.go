@@ -10,16 +10,24 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dustin/go-humanize"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/preservarium/iot-ingestor/internal/errrecord"
 	"github.com/preservarium/iot-ingestor/internal/meta"
 )
 
 const (
-	ierFieldService = "service"
-	ierFieldExtra   = "extra_keys"
+	ierFieldService        = "service"
+	ierFieldExtra          = "extra_keys"
+	ierFieldMaxRecordBytes = "max_record_bytes"
 
-	ierMetricRecords = "iot_error_records"
+	// A record's request_id (also its Kafka key) and error text are cut to these sizes so that
+	// whatever a poison reading carries, the record's own keys leave room under the size limit.
+	ierMaxRequestIDBytes = 256
+	ierMaxErrorBytes     = 2048
+	// The smallest size limit accepted: the record's own keys at their caps, its key and framing.
+	ierMinRecordBytes = 8 << 10
 )
 
 func iotErrorRecordSpec() *service.ConfigSpec {
@@ -42,13 +50,27 @@ Replaces the message with one JSON object in the format every stage of the pipel
   `+"`validation`"+` for a processing error and `+"`write`"+` for an output's rejection.
 - `+"`original_message`"+` is the `+"`iot_original`"+` metadata that `+"`reading_to_point`"+` keeps (the
   input as valid JSON, number literals exactly as written), or `+"`{\"raw\": <content as text>}`"+`.
-- `+"`request_id`"+` is the `+"`iot_request_id`"+` metadata, else the `+"`kafka_key`"+`, else empty.
+- `+"`request_id`"+` is the `+"`iot_request_id`"+` metadata, else the `+"`kafka_key`"+`, else empty; cut to
+  256 bytes (a request id is a 36-character UUID) and `+"`error`"+` to 2,048, so that a poison reading
+  cannot make the record's own keys outgrow the size limit.
+
+### Size
+
+A record always fits the error topic: with its key (the request id) and the producer's framing
+(100 bytes) it takes at most `+"`max_record_bytes`"+`, which is set from the same variable as the error
+output's `+"`max_message_bytes`"+`. Text is written without HTML escaping (`+"`<`"+` stays one byte). When
+the original does not fit, `+"`original_message`"+` is `+"`{\"raw\": \"<as many of the original's leading bytes as fit, as text>\"}`"+`
+(valid UTF-8, cut on a character boundary) and the record gains `+"`\"original_truncated\": true`"+` and
+`+"`\"original_bytes\": <the original's size>`"+`. The `+"`kafka_franz`"+` output cuts a record further when the
+topic's own `+"`max.message.bytes`"+`, which it reads when it connects, is smaller, or when it writes
+headers.
 - `+"`source`"+` comes from the `+"`kafka_*`"+` metadata of the Kafka input, or the `+"`path`"+` of a file input;
   `+"`iot_source_topic`, `iot_source_partition`, `iot_source_offset` or `iot_source_path`"+` come first when set
   (the redrive names the reading's own origin with them).
 
 The metadata `+"`iot_request_id`"+` (the record's Kafka key) and `+"`iot_error_kind`"+` are set on the result, the
-processing error is cleared, and the counter `+"`iot_error_records`"+` (label `+"`kind`"+`) counts the records built.`).
+processing error is cleared. The `+"`kafka_franz`"+` output counts the records the broker acknowledged in
+`+"`iot_error_records`"+` (label `+"`kind`"+`), from `+"`iot_error_kind`"+`.`).
 		Field(service.NewStringField(ierFieldService).
 			Description("The `service` key of the record: which stage reports the error.").
 			Default("ingestor").Example("ingestor")).
@@ -57,6 +79,9 @@ processing error is cleared, and the counter `+"`iot_error_records`"+` (label `+
 			Default(map[string]any{}).
 			Example(map[string]any{"redrive_count": "redrive_count", "redriven_from": "redriven_from"}).
 			Advanced()).
+		Field(service.NewStringField(ierFieldMaxRecordBytes).
+			Description("Largest produced record (value, key and the producer's 100 bytes of framing): the error output's `max_message_bytes`, from the same variable. A bigger record's original is cut (see Size). At least 8KiB.").
+			Default("1MiB").Example("${KAFKA_ERROR_MAX_MESSAGE_BYTES:1MiB}").Example("4MiB")).
 		Example("The ingestor's error branch", "Build the record before producing it to the error topic.", `
 output_resources:
   - label: error_topic
@@ -64,8 +89,10 @@ output_resources:
       seed_brokers: [ localhost:9092 ]
       topic: iot_errors
       key: '${! meta("iot_request_id") }'
+      max_message_bytes: ${KAFKA_ERROR_MAX_MESSAGE_BYTES:1MiB}
     processors:
-      - iot_error_record: {}
+      - iot_error_record:
+          max_record_bytes: ${KAFKA_ERROR_MAX_MESSAGE_BYTES:1MiB}
 `)
 }
 
@@ -78,10 +105,10 @@ func init() {
 
 // errorRecordBuilder builds the shared error record of a failed message.
 type errorRecordBuilder struct {
-	service string
-	extra   []extraKey
-	records *service.MetricCounter
-	now     func() time.Time
+	service  string
+	extra    []extraKey
+	maxBytes int
+	now      func() time.Time
 }
 
 type extraKey struct{ key, meta string }
@@ -98,10 +125,19 @@ func newErrorRecordBuilder(conf *service.ParsedConfig, mgr *service.Resources) (
 	if err != nil {
 		return nil, err
 	}
-	b := &errorRecordBuilder{service: svc, records: mgr.Metrics().NewCounter(ierMetricRecords, "kind"), now: time.Now}
+	sizeText, err := conf.FieldString(ierFieldMaxRecordBytes)
+	if err != nil {
+		return nil, err
+	}
+	size, err := humanize.ParseBytes(sizeText)
+	if err != nil || size < ierMinRecordBytes || size > 1<<30 {
+		return nil, fmt.Errorf("field %s: %q is not a byte size between 8KiB and 1GiB (e.g. 1MiB, the error output's max_message_bytes)", ierFieldMaxRecordBytes, sizeText)
+	}
+	b := &errorRecordBuilder{service: svc, maxBytes: int(size), now: time.Now}
 	for k, m := range extra {
 		switch k {
-		case "request_id", "timestamp", "service", "error", "original_message", "kind", "source":
+		case "request_id", "timestamp", "service", "error", "original_message", "kind", "source",
+			errrecord.KeyOriginalTruncated, errrecord.KeyOriginalBytes:
 			return nil, fmt.Errorf("field %s: %q is a key of the shared record and cannot be replaced", ierFieldExtra, k)
 		}
 		b.extra = append(b.extra, extraKey{k, m})
@@ -110,43 +146,78 @@ func newErrorRecordBuilder(conf *service.ParsedConfig, mgr *service.Resources) (
 	return b, nil
 }
 
-// errorRecord is the shared format, keys in the contract's order.
+// errorRecord is the shared format, keys in the contract's order: the keys before
+// original_message, which is written as it is, and those after it.
 type errorRecord struct {
-	RequestID       string          `json:"request_id"`
-	Timestamp       string          `json:"timestamp"`
-	Service         string          `json:"service"`
-	Error           string          `json:"error"`
-	OriginalMessage json.RawMessage `json:"original_message"`
-	Kind            meta.Kind       `json:"kind"`
-	Source          map[string]any  `json:"source,omitempty"`
+	RequestID string `json:"request_id"`
+	Timestamp string `json:"timestamp"`
+	Service   string `json:"service"`
+	Error     string `json:"error"`
+}
+
+type errorRecordTail struct {
+	Kind   meta.Kind      `json:"kind"`
+	Source map[string]any `json:"source,omitempty"`
 }
 
 func (b *errorRecordBuilder) Process(_ context.Context, msg *service.Message) (service.MessageBatch, error) {
 	reason, fromProcessing := failureOf(msg)
 	kind, reason := kindOf(reason, fromProcessing)
+	original, input := originalOf(msg)
 	rec := errorRecord{
-		RequestID:       requestIDOf(msg),
-		Timestamp:       b.now().UTC().Format("2006-01-02T15:04:05.000000+00:00"),
-		Service:         b.service,
-		Error:           reason,
-		OriginalMessage: originalOf(msg),
-		Kind:            kind,
-		Source:          sourceOf(msg),
+		RequestID: cutText(requestIDOf(msg), ierMaxRequestIDBytes),
+		Timestamp: b.now().UTC().Format("2006-01-02T15:04:05.000000+00:00"),
+		Service:   b.service,
+		Error:     cutText(reason, ierMaxErrorBytes),
 	}
-	out, err := json.Marshal(rec)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.Grow(len(original) + 512)
+	enc := json.NewEncoder(&buf)
+	// HTML escaping would write each <, > and & as six bytes.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(rec); err != nil {
 		return nil, fmt.Errorf("iot_error_record: encoding the record: %w", err)
 	}
+	// The original goes in as it is (valid JSON, checked): re-encoding would compact it, and a
+	// cut record's leading bytes would no longer be the input's.
+	buf.Truncate(bytes.LastIndexByte(buf.Bytes(), '}'))
+	buf.WriteString(`,"original_message":`)
+	buf.Write(original)
+	head := buf.Len()
+	if err := enc.Encode(errorRecordTail{Kind: kind, Source: sourceOf(msg)}); err != nil {
+		return nil, fmt.Errorf("iot_error_record: encoding the record: %w", err)
+	}
+	out := buf.Bytes()
+	out[head] = ',' // the tail's opening brace
+	out = bytes.TrimSuffix(out, []byte("\n"))
 	if len(b.extra) > 0 {
 		out = appendExtra(out, msg, b.extra)
+	}
+	// The record's Kafka key is its request id; the error output writes no headers.
+	if budget := errrecord.Budget(b.maxBytes, len(rec.RequestID), 0, 0); len(out) > budget {
+		fitted, err := errrecord.Fit(out, budget, input)
+		if err != nil {
+			return nil, fmt.Errorf("iot_error_record: the record does not fit %s %d: %w", ierFieldMaxRecordBytes, b.maxBytes, err)
+		}
+		out = fitted
 	}
 	res := msg.Copy()
 	res.SetError(nil)
 	res.SetBytes(out)
 	res.MetaSetMut(meta.RequestID, rec.RequestID)
 	res.MetaSetMut(meta.ErrorKind, string(kind))
-	b.records.Incr(1, string(kind))
 	return service.MessageBatch{res}, nil
+}
+
+// cutText is s cut to at most max bytes on a rune boundary.
+func cutText(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
 }
 
 // failureOf is the message's failure and whether it came from processing (as opposed to an
@@ -187,17 +258,19 @@ func requestIDOf(msg *service.Message) string {
 	return ""
 }
 
-// originalOf is iot_original when it holds a JSON object, else {"raw": content}.
-func originalOf(msg *service.Message) json.RawMessage {
+// originalOf is the record's original_message, iot_original when it holds a JSON object, else
+// {"raw": content}, and the input as received whose leading bytes a cut record keeps.
+func originalOf(msg *service.Message) (json.RawMessage, []byte) {
 	if v, ok := msg.MetaGet(meta.Original); ok {
 		t := strings.TrimSpace(v)
 		if strings.HasPrefix(t, "{") && json.Valid([]byte(t)) {
-			return json.RawMessage(t)
+			return json.RawMessage(t), []byte(t)
 		}
 	}
 	content, _ := msg.AsBytes()
-	raw, _ := json.Marshal(map[string]string{"raw": strings.ToValidUTF8(string(content), string(utf8.RuneError))})
-	return raw
+	raw := append([]byte(`{"raw":"`), nil...)
+	raw, _ = errrecord.AppendText(raw, content, -1)
+	return append(raw, '"', '}'), content
 }
 
 func sourceOf(msg *service.Message) map[string]any {
@@ -245,9 +318,8 @@ func appendExtra(rec []byte, msg *service.Message, extra []extraKey) []byte {
 		if !ok || !json.Valid([]byte(v)) {
 			continue
 		}
-		k, _ := json.Marshal(e.key)
 		buf.WriteByte(',')
-		buf.Write(k)
+		buf.Write(errrecord.AppendString(nil, e.key))
 		buf.WriteByte(':')
 		buf.WriteString(strings.TrimSpace(v))
 	}

@@ -43,7 +43,7 @@ func TestErrorRecord(t *testing.T) {
 				"kafka_partition": 3, "kafka_offset": int64(18211), "kafka_timestamp_ms": int64(1764238502118),
 			},
 			err:  errors.New("validation: labels has 2 entries, values has 3"),
-			want: `{"request_id":"4bcf","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: labels has 2 entries, values has 3","original_message":{"request_id":"4bcf","device_id":"2261001","values":[1.0,2.0,3.0],"labels":["a","b"]},"kind":"validation","source":{"offset":18211,"partition":3,"timestamp_ms":1764238502118,"topic":"iot_validated_data"}}`,
+			want: `{"request_id":"4bcf","timestamp":"2026-11-27T09:15:02.118000+00:00","service":"ingestor","error":"validation: labels has 2 entries, values has 3","original_message":{"request_id": "4bcf", "device_id": "2261001", "values": [1.0, 2.0, 3.0], "labels": ["a", "b"]},"kind":"validation","source":{"offset":18211,"partition":3,"timestamp_ms":1764238502118,"topic":"iot_validated_data"}}`,
 			kind: "validation",
 		},
 		{
@@ -129,7 +129,7 @@ func TestErrorRecordExtraKeys(t *testing.T) {
 }
 
 func TestErrorRecordConfigErrors(t *testing.T) {
-	for _, yaml := range []string{`service: ""`, `extra_keys: {kind: k}`} {
+	for _, yaml := range []string{`service: ""`, `extra_keys: {kind: k}`, `extra_keys: {original_bytes: k}`, `max_record_bytes: 1KiB`, `max_record_bytes: lots`} {
 		conf, err := iotErrorRecordSpec().ParseYAML(yaml, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -192,5 +192,103 @@ func TestErrorRecordSourcePrefersTheReadingsOrigin(t *testing.T) {
 	}
 	if got, want := build(fromFile), `"source":{"path":"/dumps/day1.jsonl"}}`; !strings.HasSuffix(got, want) {
 		t.Errorf("record %s, want it to end %s", got, want)
+	}
+}
+
+// A reading full of < is written as it is: HTML escaping made each one six bytes.
+func TestErrorRecordNoHTMLEscaping(t *testing.T) {
+	b := newTestErrorRecordBuilder(t, `{}`)
+	for _, c := range []struct{ name, content, original, want string }{
+		{"object", `{"v": "<a & b>"}`, `{"v": "<a & b>"}`, `"original_message":{"v": "<a & b>"}`},
+		{"raw", `<not json> & more`, "", `"original_message":{"raw":"<not json> & more"}`},
+	} {
+		msg := service.NewMessage([]byte(c.content))
+		if c.original != "" {
+			msg.MetaSetMut("iot_original", c.original)
+		}
+		msg.SetError(errors.New("validation: <bad>"))
+		out, err := b.Process(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := out[0].AsBytes()
+		if !strings.Contains(string(got), c.want) || !strings.Contains(string(got), `"error":"validation: <bad>"`) {
+			t.Errorf("%s: %s, want it to hold %s", c.name, got, c.want)
+		}
+	}
+}
+
+// A record that would not fit max_record_bytes keeps the original's leading bytes, as text, and
+// says so; with its key and the producer's framing it takes at most max_record_bytes.
+func TestErrorRecordTruncatesToFit(t *testing.T) {
+	const limit = 64 << 10
+	b := newTestErrorRecordBuilder(t, `max_record_bytes: 64KiB`)
+	big := `{"request_id": "r-1", "device_id": "d", "values": ["` + strings.Repeat("<é>", 30000) + `"], "labels": ["a", "b"]}`
+	for _, c := range []struct {
+		name     string
+		original string // iot_original; empty for input that is not an object
+		content  string
+	}{
+		{"object", big, big},
+		{"binary", "", strings.Repeat("\x00\xff<", 40000)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			msg := service.NewMessage([]byte(c.content))
+			if c.original != "" {
+				msg.MetaSetMut("iot_original", c.original)
+				msg.MetaSetMut("iot_request_id", "r-1")
+			}
+			msg.MetaSetMut("kafka_topic", "iot_validated_data")
+			msg.MetaSetMut("kafka_partition", 2)
+			msg.MetaSetMut("kafka_offset", 7)
+			msg.SetError(errors.New("validation: labels has 2 entries, values has 1"))
+			out, err := b.Process(context.Background(), msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := out[0].AsBytes()
+			key, _ := out[0].MetaGet("iot_request_id")
+			if n := len(got) + len(key) + 100; n > limit || n < limit-8 {
+				t.Fatalf("record, key and framing take %d bytes, want at most %d and close to it", n, limit)
+			}
+			var rec struct {
+				Original struct {
+					Raw *string `json:"raw"`
+				} `json:"original_message"`
+				Truncated bool           `json:"original_truncated"`
+				Bytes     int            `json:"original_bytes"`
+				Kind      string         `json:"kind"`
+				Source    map[string]any `json:"source"`
+			}
+			if err := json.Unmarshal(got, &rec); err != nil {
+				t.Fatalf("not JSON: %v", err)
+			}
+			if rec.Original.Raw == nil || !rec.Truncated || rec.Bytes != len(c.content) || rec.Kind != "validation" || rec.Source["offset"] != float64(7) {
+				t.Fatalf("record %.300s...", got)
+			}
+			want := strings.ToValidUTF8(c.content, "\ufffd")
+			if c.name == "binary" {
+				want = strings.ReplaceAll(c.content, "\xff", "\ufffd")
+			}
+			if !strings.HasPrefix(want, *rec.Original.Raw) || len(*rec.Original.Raw) < limit/3 {
+				t.Fatalf("raw is not a long prefix of the input: %.100q", *rec.Original.Raw)
+			}
+		})
+	}
+}
+
+func TestErrorRecordCutsHugeRequestIDAndError(t *testing.T) {
+	b := newTestErrorRecordBuilder(t, `max_record_bytes: 8KiB`)
+	msg := service.NewMessage([]byte("x"))
+	msg.MetaSetMut("iot_request_id", strings.Repeat("é", 100000))
+	msg.SetError(errors.New("validation: " + strings.Repeat("z", 100000)))
+	out, err := b.Process(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := out[0].AsBytes()
+	key, _ := out[0].MetaGet("iot_request_id")
+	if len(key) > 256 || len(got)+len(key)+100 > 8<<10 || !json.Valid(got) {
+		t.Fatalf("key %d bytes, record %d bytes", len(key), len(got))
 	}
 }

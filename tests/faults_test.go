@@ -298,9 +298,18 @@ func TestFaultErrorTopicRefused(t *testing.T) {
 	if n := len(s.errorRecords()); n != 0 {
 		t.Errorf("%d error records while the topic refused writes", n)
 	}
+	checkRefusalInstruments(t, p, 8*time.Second)
 	refuse.Store(false)
 	s.waitDrained(120 * time.Second)
-	report(t, "error-topic-refused", s.verify(readings, nil), time.Since(start))
+	o := s.verify(readings, nil)
+	ms := p.metrics()
+	if got := metricTotal(ms, "iot_error_records"); got != float64(len(s.errorRecords())) {
+		t.Errorf("iot_error_records = %v, the error topic holds %d records", got, len(s.errorRecords()))
+	}
+	if v := metricTotal(ms, "error_topic_up"); v != 1 {
+		t.Errorf("error_topic_up = %v after the topic accepted again, want 1", v)
+	}
+	report(t, "error-topic-refused", o, time.Since(start))
 }
 
 // Scenario 7: InfluxDB throttles (429 and 503 with Retry-After) through a fault-injecting

@@ -105,9 +105,10 @@ meanwhile. With it false a rejected batch counts as done and its offsets are com
 At most `+"`checkpoint_limit`"+` records per partition are held between fetch and commit
 (plus one fetch); while any partition is at the limit the input stops taking fetches until
 acknowledgements come back, so memory stays bounded when the output is slow. A partition at the
-limit whose commit is held by a batch that was rejected and is being retried (a message whose
-error record the error topic keeps refusing, say) is instead paused on its own until that batch
-is accepted, and the other partitions go on; a warning names it. When no broker
+limit whose commit is held by a batch that was rejected and is being retried, or that has waited
+downstream for 10 s (a message whose error record the error topic keeps refusing, say), is
+instead paused on its own until that batch is done, and the other partitions go on; a warning
+names it. When no broker
 can be reached the input reports itself disconnected (the `+"`/ready`"+` endpoint answers 503)
 and reconnects by itself, resuming where it was.
 
@@ -200,7 +201,7 @@ record fetched and the partition's high watermark, for the partitions this membe
 				Example("1s").
 				Advanced(),
 			service.NewIntField(kfiFieldCheckpointLimit).
-				Description("Maximum records per partition held between fetch and commit. While any partition is at the limit, the input takes no further fetch until acknowledgements free room: this bounds memory and is the input's back pressure. A partition at the limit behind a rejected batch that is being retried is paused alone instead, so it does not stop the others.").
+				Description("Maximum records per partition held between fetch and commit. While any partition is at the limit, the input takes no further fetch until acknowledgements free room: this bounds memory and is the input's back pressure. A partition at the limit behind a batch that is being retried, or that has waited downstream for 10 s, is paused alone instead, so it does not stop the others.").
 				Default(1024).
 				Example(10000).
 				Advanced(),
@@ -725,9 +726,17 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 // waitForRoom blocks while an owned partition holds checkpoint_limit records
 // or more; false means the input is closing.
 func (in *franzInput) waitForRoom() bool {
+	var recheck *time.Ticker
 	for in.full() {
+		if recheck == nil {
+			// A full partition becomes held back once its oldest batch has been in flight for
+			// stuckAfter, which nothing signals: look again now and then.
+			recheck = time.NewTicker(time.Second)
+			defer recheck.Stop()
+		}
 		select {
 		case <-in.room:
+		case <-recheck.C:
 		case <-in.ctx.Done():
 			return false
 		}
@@ -1024,8 +1033,8 @@ func (p *partitionConsumer) finish() {
 	p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 }
 
-// holdBack pauses a full partition whose commit is held by a batch that keeps failing, and
-// tells whether it is held back. Such a partition frees no room until that batch is accepted,
+// holdBack pauses a full partition whose commit is held by a batch that keeps failing or waits
+// downstream (checkpointer.stuck), and tells whether it is held back. Such a partition frees no room until that batch is accepted,
 // however long that takes (an error topic that refuses it), so it must not stop the others at
 // the gate; paused, it takes no more records meanwhile, which keeps its memory bounded. Only
 // this case pauses: for ordinary back pressure pausing halves the rate (see pollLoop).
@@ -1042,7 +1051,7 @@ func (p *partitionConsumer) holdBack() bool {
 	if !p.finished {
 		p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 	}
-	p.in.log.Warnf("kafka_franz: topic %q partition %d holds checkpoint_limit (%d) records behind a batch rejected downstream and being retried; fetching of the partition is paused until that batch is accepted, the other partitions go on", p.topic, p.partition, p.in.limit)
+	p.in.log.Warnf("kafka_franz: topic %q partition %d holds checkpoint_limit (%d) records behind a batch that is being retried or has waited downstream for %v; fetching of the partition is paused until that batch is done, the other partitions go on", p.topic, p.partition, p.in.limit, stuckAfter)
 	return true
 }
 

@@ -2,6 +2,7 @@ package inputs
 
 import (
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -31,13 +32,21 @@ type checkpoint struct {
 	next     kgo.EpochOffset // offset after the batch's last record
 	records  int
 	done     bool
-	rejected bool // rejected downstream at least once and being delivered again
+	rejected bool      // rejected downstream at least once and being delivered again
+	since    time.Time // when it was handed on
 }
+
+// stuckAfter is how long the oldest batch in flight may take before its partition counts as
+// held by it. A batch that is neither rejected nor acknowledged that long is waiting on a
+// downstream outage (an error topic that refuses it waits inside its output, which tells the
+// input nothing); ordinary batches take milliseconds. Longer than a short outage, so that the
+// common case keeps the cheap global gate.
+const stuckAfter = 10 * time.Second
 
 // track registers a batch whose last record is at next.Offset-1. Batches
 // must be tracked in offset order.
 func (c *checkpointer) track(next kgo.EpochOffset, records int) *checkpoint {
-	cp := &checkpoint{next: next, records: records}
+	cp := &checkpoint{next: next, records: records, since: time.Now()}
 	c.mu.Lock()
 	c.pending = append(c.pending, cp)
 	c.records += records
@@ -125,12 +134,16 @@ func (c *checkpointer) markRejected(off int64) bool {
 	return false
 }
 
-// stuck tells whether the commit is held by a rejected batch: the oldest in flight, which
-// every later one waits for, has been rejected and is being delivered again.
+// stuck tells whether the commit is held by the oldest batch in flight, which every later one
+// waits for: it has been rejected and is being delivered again, or it has been in flight for
+// stuckAfter.
 func (c *checkpointer) stuck() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.pending) > 0 && c.pending[0].rejected && !c.pending[0].done
+	if len(c.pending) == 0 || c.pending[0].done {
+		return false
+	}
+	return c.pending[0].rejected || time.Since(c.pending[0].since) >= stuckAfter
 }
 
 // inFlight is the number of records handed downstream whose offsets cannot

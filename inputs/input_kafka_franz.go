@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +43,7 @@ const (
 	kfiFieldCheckpointLimit     = "checkpoint_limit"
 	kfiFieldCommitPeriod        = "commit_period"
 	kfiFieldMetadataMaxAge      = "metadata_max_age"
+	kfiFieldLagRefreshPeriod    = "topic_lag_refresh_period"
 	kfiFieldBatching            = "batching"
 
 	// Additions over Redpanda Connect's field set, for backfills.
@@ -62,10 +62,6 @@ const (
 // kfiReservedHeaderPrefix is put before the name of a record header that has the name of one
 // of the pipeline's own metadata keys (meta.Reserved), which keep their values.
 const kfiReservedHeaderPrefix = "header_"
-
-// kfiMetricLag is the gauge of records behind the high watermark, per
-// partition this consumer owns.
-const kfiMetricLag = "kafka_consumer_lag"
 
 // How often the input checks that a broker is reachable while no records
 // arrive, and how long it waits for an answer.
@@ -121,8 +117,22 @@ replaces them.
 
 ### Metrics
 
-`+"`"+kfiMetricLag+"`"+` (gauge, labels `+"`topic`, `partition`"+`): records between the last
-record fetched and the partition's high watermark, for the partitions this member owns.
+Every partition this member owns is reported, idle ones included, refreshed every
+`+"`"+kfiFieldLagRefreshPeriod+"`"+` whether or not the input is fetching (it lists end, start and committed
+offsets); a partition the member gives up is set to 0, since another member reports it from then on.
+Without a consumer group nothing is reported.
+
+- `+"`"+kfiMetricLag+"`"+` (gauge, labels `+"`topic`, `partition`"+`): the partition's end offset minus the group's
+  committed offset: the records not yet stored or placed, whether fetched and waiting in the pipeline
+  or not fetched yet. 0 only when everything is committed. Before the first commit it counts from
+  the first record fetched (from the log start with `+"`start_offset: earliest`"+`).
+- `+"`"+kfiMetricStalled+"`"+` (gauge, same labels): seconds the committed offset has not moved while the
+  partition has lag; 0 otherwise. A message that keeps failing holds its partition's commit: this
+  rises while the others flow.
+- `+"`"+kfiMetricResets+"`"+` (counter, same labels): positions reset because the offset to consume next was
+  deleted by retention (the committed offset fell below the log start, during a long outage): the
+  client resumes at the log start, and the records in between are lost to the pipeline. Each one is
+  also logged at ERROR with the skipped range.
 `).
 		Fields(kafkaclient.SeedBrokersField()).
 		Fields(
@@ -206,6 +216,11 @@ record fetched and the partition's high watermark, for the partitions this membe
 				Default("5s").
 				Example("1s").
 				Advanced(),
+			service.NewDurationField(kfiFieldLagRefreshPeriod).
+				Description("How often the lag metrics of the owned partitions are refreshed (`"+kfiMetricLag+"`, `"+kfiMetricStalled+"`, `"+kfiMetricResets+"`): each refresh lists the end and start offsets of the topics and the group's commits.").
+				Default("5s").
+				Example("1s").
+				Advanced(),
 			service.NewDurationField(kfiFieldMetadataMaxAge).
 				Description("Maximum age of the cluster metadata before it is refreshed (new partitions, new topics matching the regular expressions).").
 				Default("5m").
@@ -283,12 +298,13 @@ type franzInput struct {
 	batchProcs   bool // the batching policy has processors: a batch is no longer one message per record
 	limit        int
 	commitPeriod time.Duration
+	lagPeriod    time.Duration
 	drainWait    time.Duration
 	replayNacks  bool
 
-	res  *service.Resources
-	log  *service.Logger
-	lag  *service.MetricGauge
+	res      *service.Resources
+	log      *service.Logger
+	progress *lagTracker
 	ctx  context.Context // lives until Close
 	stop context.CancelFunc
 
@@ -348,7 +364,6 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		conn:        conn,
 		res:         res,
 		log:         res.Logger(),
-		lag:         res.Metrics().NewGauge(kfiMetricLag, "topic", "partition"),
 		batches:     make(chan readyBatch),
 		unreachable: make(chan struct{}, 1),
 		parts:       map[topicPartition]*partitionConsumer{},
@@ -395,12 +410,18 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		// Rebalances wait until a poll's records are handed to their
 		// partitions, so a revoke never races a record being queued.
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) {
+			in.progress.assigned(tps)
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+			in.progress.unassigned(tps)
 			in.dropPartitions(ctx, cl, tps, true)
 		}),
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+			in.progress.unassigned(tps)
 			in.dropPartitions(ctx, cl, tps, false)
 		}),
+		kgo.OnOffsetsFetched(in.onOffsetsFetched),
 	)
 	if len(include) > 0 || len(exclude) > 0 {
 		// In regex mode every subscription is a regular expression, so
@@ -438,6 +459,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	default:
 		return nil, fmt.Errorf("field %s: %q is not one of earliest, latest, committed", kfiFieldStartOffset, start)
 	}
+	in.progress = newLagTracker(res, in.group, start == kfiStartEarliest)
 
 	in.topics = topics
 	if opts, err = in.parseBackfill(conf, opts, len(include) > 0); err != nil {
@@ -470,6 +492,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	durations[kfiFieldHeartbeatInterval] = &heartbeat
 	durations[kfiFieldCommitPeriod] = &in.commitPeriod
 	durations[kfiFieldMetadataMaxAge] = &metaAge
+	durations[kfiFieldLagRefreshPeriod] = &in.lagPeriod
 	for name, dst := range durations {
 		if *dst, err = conf.FieldDuration(name); err != nil {
 			return nil, err
@@ -552,10 +575,11 @@ func (in *franzInput) Connect(ctx context.Context) error {
 		}
 		in.started = true
 		in.lastProgress.Store(time.Now().UnixNano())
-		in.bg.Add(3)
+		in.bg.Add(4)
 		go in.pollLoop(in.client)
 		go in.commitLoop(in.client)
 		go in.healthLoop(in.client)
+		go in.lagLoop(in.client)
 		if in.ends != nil {
 			in.bg.Add(1)
 			go in.endLoop(in.client)
@@ -626,13 +650,7 @@ func (in *franzInput) Close(ctx context.Context) error {
 		go func() {
 			defer close(in.closed)
 			in.bg.Wait()
-			in.mu.Lock()
-			parts := make([]*partitionConsumer, 0, len(in.parts))
-			for _, p := range in.parts {
-				parts = append(parts, p)
-			}
-			in.mu.Unlock()
-			cerr := in.commit(ctx, cl, parts)
+			cerr := in.commit(ctx, cl, in.owned())
 			// Leaving the group revokes every partition, which runs
 			// dropPartitions and its final commit once more (a no-op
 			// when nothing moved since).
@@ -686,10 +704,7 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 				return
 			}
 			got = true
-			last := fp.Records[len(fp.Records)-1]
-			if lag := fp.HighWatermark - last.Offset - 1; fp.HighWatermark >= 0 && lag >= 0 {
-				in.lag.Set(lag, fp.Topic, strconv.Itoa(int(fp.Partition)))
-			}
+			in.progress.fetched(fp.Topic, fp.Partition, fp.Records[0].Offset, fp.Records[len(fp.Records)-1].Offset)
 			p := in.partitionFor(cl, fp.Topic, fp.Partition)
 			recs, finished := in.withinEnd(fp.Topic, fp.Partition, fp.Records)
 			if len(recs) > 0 {
@@ -749,10 +764,11 @@ func (in *franzInput) signalRoom() {
 	}
 }
 
-// commitLoop commits acknowledged offsets every commit_period.
-func (in *franzInput) commitLoop(cl *kgo.Client) {
+// every runs fn every d, on the caller's goroutine, until the input closes or fn returns
+// false: the ticker of each background loop. The caller was counted in in.bg.
+func (in *franzInput) every(d time.Duration, fn func() bool) {
 	defer in.bg.Done()
-	t := time.NewTicker(in.commitPeriod)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -760,38 +776,58 @@ func (in *franzInput) commitLoop(cl *kgo.Client) {
 			return
 		case <-t.C:
 		}
-		in.mu.Lock()
-		parts := make([]*partitionConsumer, 0, len(in.parts))
-		for _, p := range in.parts {
-			parts = append(parts, p)
-		}
-		in.mu.Unlock()
-		if err := in.commit(in.ctx, cl, parts); err != nil && in.ctx.Err() == nil {
-			in.log.Warnf("kafka_franz: committing offsets of group %q failed, retrying in %v: %v", in.group, in.commitPeriod, err)
+		if !fn() {
+			return
 		}
 	}
+}
+
+// owned is a snapshot of the consumers of the partitions this member owns.
+func (in *franzInput) owned() []*partitionConsumer {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	parts := make([]*partitionConsumer, 0, len(in.parts))
+	for _, p := range in.parts {
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// commitLoop commits acknowledged offsets every commit_period.
+func (in *franzInput) commitLoop(cl *kgo.Client) {
+	in.every(in.commitPeriod, func() bool {
+		if err := in.commit(in.ctx, cl, in.owned()); err != nil && in.ctx.Err() == nil {
+			in.log.Warnf("kafka_franz: committing offsets of group %q failed, retrying in %v: %v", in.group, in.commitPeriod, err)
+		}
+		return true
+	})
+}
+
+// lagLoop refreshes the lag metrics every topic_lag_refresh_period, fetching or not.
+func (in *franzInput) lagLoop(cl *kgo.Client) {
+	in.every(in.lagPeriod, func() bool {
+		ctx, cancel := context.WithTimeout(in.ctx, max(in.lagPeriod, kfiPingTimeout))
+		defer cancel()
+		if err := in.progress.refresh(ctx, cl); err != nil && in.ctx.Err() == nil {
+			// An outage is reported by the health check; the gauges keep their last values.
+			in.log.Debugf("kafka_franz: refreshing the lag of group %q failed: %v", in.group, err)
+		}
+		return true
+	})
 }
 
 // healthLoop checks, while no records arrive, that some broker answers, so
 // an outage shows as disconnected rather than as an idle topic.
 func (in *franzInput) healthLoop(cl *kgo.Client) {
-	defer in.bg.Done()
-	t := time.NewTicker(kfiHealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-in.ctx.Done():
-			return
-		case <-t.C:
-		}
+	in.every(kfiHealthInterval, func() bool {
 		if time.Since(time.Unix(0, in.lastProgress.Load())) < 2*kfiHealthInterval {
-			continue
+			return true
 		}
 		pctx, cancel := context.WithTimeout(in.ctx, kfiPingTimeout)
 		err := cl.Ping(pctx)
 		cancel()
 		if in.ctx.Err() != nil {
-			return
+			return false
 		}
 		if err != nil {
 			if in.reachable.Swap(false) {
@@ -801,10 +837,11 @@ func (in *franzInput) healthLoop(cl *kgo.Client) {
 				default:
 				}
 			}
-			continue
+			return true
 		}
 		in.reachable.Store(true)
-	}
+		return true
+	})
 }
 
 // commit commits the committable offsets of parts that moved since their
@@ -913,9 +950,6 @@ func (in *franzInput) dropPartitions(ctx context.Context, cl *kgo.Client, tps ma
 	for _, p := range parts {
 		close(p.stop)
 		<-p.done
-		// Another member reports the partition from now on; a stale
-		// value here would be counted twice in a sum over members.
-		in.lag.Set(0, p.topic, strconv.Itoa(int(p.partition)))
 	}
 	if commit {
 		deadline := time.NewTimer(in.drainWait)

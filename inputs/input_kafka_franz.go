@@ -305,8 +305,8 @@ type franzInput struct {
 	res      *service.Resources
 	log      *service.Logger
 	progress *lagTracker
-	ctx  context.Context // lives until Close
-	stop context.CancelFunc
+	ctx      context.Context // lives until Close
+	stop     context.CancelFunc
 
 	batches     chan readyBatch
 	unreachable chan struct{} // signalled when the health check fails

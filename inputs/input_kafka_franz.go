@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/preservarium/iot-ingestor/internal/backoff"
 	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
@@ -68,6 +69,15 @@ const kfiReservedHeaderPrefix = "header_"
 const (
 	kfiHealthInterval = time.Second
 	kfiPingTimeout    = 3 * time.Second
+)
+
+// kfiReconnect spaces the engine's reconnect attempts while no broker answers (the engine
+// logs each failed one; its cap is also the longest the input takes to notice a broker is
+// back), and kfiPollRetry the polls that fail at once (no committed offset with
+// start_offset: committed, an authorization error), so neither spins nor floods the log.
+var (
+	kfiReconnect = backoff.Policy{Initial: time.Second, Max: 10 * time.Second, Jitter: backoff.DefaultJitter}
+	kfiPollRetry = backoff.Policy{Initial: time.Second, Max: 5 * time.Second, Jitter: backoff.DefaultJitter}
 )
 
 func kafkaFranzInputSpec() *service.ConfigSpec {
@@ -311,8 +321,13 @@ type franzInput struct {
 	batches     chan readyBatch
 	unreachable chan struct{} // signalled when the health check fails
 
-	connMu sync.Mutex
-	client *kgo.Client
+	connMu    sync.Mutex
+	client    *kgo.Client
+	connFails int       // consecutive failed Connect calls; guarded by connMu
+	failSince time.Time // when they began
+
+	// Space the lines of a cause that repeats during an outage.
+	fetchRepeats, commitRepeats kafkaclient.Repeats
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partitionConsumer
@@ -561,8 +576,9 @@ func (in *franzInput) Connect(ctx context.Context) error {
 	defer cancel()
 	if err := kafkaclient.PingError(pctx, in.client, in.conn.SeedBrokers); err != nil {
 		in.reachable.Store(false)
-		return err
+		return in.connectFailed(err)
 	}
+	in.connFails = 0
 	if !in.started {
 		// The cut-off offsets must be known before the first record is
 		// handed on, so consuming starts only once they are resolved.
@@ -587,6 +603,21 @@ func (in *franzInput) Connect(ctx context.Context) error {
 	}
 	in.reachable.Store(true)
 	return nil
+}
+
+// connectFailed spaces the engine's next attempt by kfiReconnect (the engine logs every failed
+// one) and, for a repeat, says how long the cause has lasted. in.connMu is held.
+func (in *franzInput) connectFailed(err error) error {
+	now := time.Now()
+	if in.connFails == 0 {
+		in.failSince = now
+	}
+	wait := kfiReconnect.Delay(in.connFails)
+	in.connFails++
+	if in.connFails > 1 {
+		err = fmt.Errorf("%w (failing since %s, attempt %d, next in %v)", err, in.failSince.UTC().Format(time.RFC3339), in.connFails, wait.Round(100*time.Millisecond))
+	}
+	return service.NewErrBackOff(err, wait)
 }
 
 // ReadBatch hands on the next batch from any partition.
@@ -681,6 +712,7 @@ func (in *franzInput) Close(ctx context.Context) error {
 // changes little as they share the pipeline and its output.
 func (in *franzInput) pollLoop(cl *kgo.Client) {
 	defer in.bg.Done()
+	failures := 0 // consecutive polls that failed and returned nothing
 	for {
 		if !in.waitForRoom() {
 			return
@@ -696,7 +728,7 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 				return
 			}
 			failed = true
-			in.log.Warnf("kafka_franz: fetching topic %q partition %d failed: %v", topic, partition, err)
+			in.fetchRepeats.Log(in.log.Warn, fmt.Sprintf("kafka_franz: fetching topic %q partition %d failed: %v", topic, partition, err))
 		})
 		got := false
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -718,15 +750,18 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 		if got {
 			in.lastProgress.Store(time.Now().UnixNano())
 			in.reachable.Store(true)
+			in.fetchRepeats.Reset()
+			failures = 0
 		}
 		if failed && !got {
 			// A persistent error (no committed offset with
 			// start_offset: committed, authorization) returns at once;
-			// pace the loop so it does not spin and flood the log.
+			// pace the loop so it does not spin.
 			select {
-			case <-time.After(time.Second):
+			case <-time.After(kfiPollRetry.Delay(failures)):
 			case <-in.ctx.Done():
 			}
+			failures++
 		}
 	}
 }
@@ -797,7 +832,9 @@ func (in *franzInput) owned() []*partitionConsumer {
 func (in *franzInput) commitLoop(cl *kgo.Client) {
 	in.every(in.commitPeriod, func() bool {
 		if err := in.commit(in.ctx, cl, in.owned()); err != nil && in.ctx.Err() == nil {
-			in.log.Warnf("kafka_franz: committing offsets of group %q failed, retrying in %v: %v", in.group, in.commitPeriod, err)
+			in.commitRepeats.Log(in.log.Warn, fmt.Sprintf("kafka_franz: committing offsets of group %q failed, retrying every %v: %v", in.group, in.commitPeriod, err))
+		} else if err == nil {
+			in.commitRepeats.Reset()
 		}
 		return true
 	})

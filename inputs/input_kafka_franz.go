@@ -240,7 +240,7 @@ Without a consumer group nothing is reported.
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
 		Fields(
 			service.NewBatchPolicyField(kfiFieldBatching).
-				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. Without it, each partition fetch is one batch."),
+				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. A batch is also cut when it holds `"+kfiFieldCheckpointLimit+"` records, since its partition takes no more until acknowledgements come back: a `count` above the limit yields batches of `"+kfiFieldCheckpointLimit+"` records, never a wait for the `period`. Without it, each partition fetch is one batch."),
 			service.NewAutoRetryNacksToggleField(),
 			service.NewStringField(kfiFieldStartTimestamp).
 				Description("Backfill: partitions without a committed offset start at their first record stamped at or after this time (RFC 3339), instead of at `start_offset`. Partitions with a commit resume from it, so a restarted backfill continues where it stopped. Empty: not used.").
@@ -536,12 +536,6 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	}
 	if in.batchPolicy, err = batchpolicy.Field(conf, kfiFieldBatching); err != nil {
 		return nil, err
-	}
-	// A partition holds at most checkpoint_limit records and the input takes no
-	// fetch while one is full: a batch that needs more records to be cut, with
-	// no period to flush it, would never be sent and would stop the input.
-	if pol := in.batchPolicy; !pol.IsNoop() && pol.Period == "" && (pol.Count == 0 || pol.Count > in.limit) {
-		return nil, fmt.Errorf("field %s: without a period, count must be set and at most %s (%d): a partition holds no more records than that, so a bigger batch would never be cut", kfiFieldBatching, kfiFieldCheckpointLimit, in.limit)
 	}
 	procs, err := conf.FieldAnyList(kfiFieldBatching, "processors")
 	if err != nil {
@@ -1143,7 +1137,11 @@ func (p *partitionConsumer) run() {
 			msg := recordToMessage(r, p.topicMeta)
 			raw = append(raw, msg)
 			records = append(records, r)
-			if p.batcher.Add(msg) {
+			// A partition takes no fetch while it holds checkpoint_limit records, so a batch
+			// of that many can grow no further: it is cut there, whatever the policy asks
+			// (a count above the limit, a byte size, no period), instead of waiting for
+			// the period or, without one, for ever.
+			if p.batcher.Add(msg) || len(raw) >= p.in.limit {
 				if !flush() {
 					return
 				}

@@ -15,6 +15,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/aws"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
@@ -26,9 +28,18 @@ const (
 	FieldTLS         = "tls"
 	FieldSASL        = "sasl"
 
-	saslFieldMechanism = "mechanism"
-	saslFieldUsername  = "username"
-	saslFieldPassword  = "password"
+	saslFieldMechanism  = "mechanism"
+	saslFieldUsername   = "username"
+	saslFieldPassword   = "password"
+	saslFieldToken      = "token"
+	saslFieldExtensions = "extensions"
+	saslFieldAWS        = "aws"
+	awsFieldRegion      = "region"
+	awsFieldEndpoint    = "endpoint"
+	awsFieldCredentials = "credentials"
+	awsFieldID          = "id"
+	awsFieldSecret      = "secret"
+	awsFieldToken       = "token"
 )
 
 // SASL mechanism names as the config accepts them (the names Kafka uses).
@@ -37,6 +48,8 @@ const (
 	MechanismPlain       = "PLAIN"
 	MechanismScramSHA256 = "SCRAM-SHA-256"
 	MechanismScramSHA512 = "SCRAM-SHA-512"
+	MechanismOAuthBearer = "OAUTHBEARER"
+	MechanismAWSMSKIAM   = "AWS_MSK_IAM"
 )
 
 // SeedBrokersField is the list of bootstrap brokers. Entries may hold
@@ -75,6 +88,8 @@ func SASLField() *service.ConfigField {
 			MechanismPlain:       "Plain text user name and password; use only together with TLS.",
 			MechanismScramSHA256: "SCRAM with SHA-256.",
 			MechanismScramSHA512: "SCRAM with SHA-512.",
+			MechanismOAuthBearer: "OAuth bearer token (`token`, with optional `extensions`); the token is static, so a restart is needed when it expires.",
+			MechanismAWSMSKIAM:   "Amazon MSK IAM, signed with the static keys of `aws.credentials`.",
 		}).Description("SASL mechanism."),
 		service.NewStringField(saslFieldUsername).
 			Description("User name to authenticate as.").
@@ -85,8 +100,32 @@ func SASLField() *service.ConfigField {
 			Default("").
 			Example("${KAFKA_SASL_PASSWORD}").
 			Secret(),
+		service.NewStringField(saslFieldToken).
+			Description("OAUTHBEARER: the bearer token.").
+			Default("").
+			Example("${KAFKA_OAUTH_TOKEN}").
+			Secret(),
+		service.NewStringMapField(saslFieldExtensions).
+			Description("OAUTHBEARER: key/value pairs sent with the token (KIP-342).").
+			Optional().
+			Example(map[string]any{"logicalCluster": "lkc-123"}),
+		service.NewObjectField(saslFieldAWS,
+			service.NewStringField(awsFieldRegion).
+				Description("Accepted as in Redpanda Connect; the request is signed for the region named in the broker's host name (`b-1.<cluster>.kafka.<region>.amazonaws.com`), which franz-go reads from it.").
+				Default(""),
+			service.NewStringField(awsFieldEndpoint).
+				Description("Accepted as in Redpanda Connect; not used: the brokers are `seed_brokers`.").
+				Default(""),
+			service.NewObjectField(awsFieldCredentials,
+				service.NewStringField(awsFieldID).Description("AWS access key id.").Default(""),
+				service.NewStringField(awsFieldSecret).Description("AWS secret access key.").Default("").Secret(),
+				service.NewStringField(awsFieldToken).Description("AWS session token, for temporary credentials.").Default("").Secret(),
+			).Description("Static AWS keys. Profiles, EC2 roles and assumed roles are not supported: franz-go signs with the keys given."),
+		).
+			Description("AWS_MSK_IAM: where the keys come from.").
+			Optional(),
 	).
-		Description("SASL authentication. Several entries may be listed; they are offered to the broker in order. Supported: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.").
+		Description("SASL authentication. Several entries may be listed; they are offered to the broker in order. Supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (static token) and AWS_MSK_IAM (static keys).").
 		Optional().
 		Advanced().
 		Example([]any{map[string]any{
@@ -168,6 +207,44 @@ func parseSASL(conf *service.ParsedConfig) (sasl.Mechanism, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch mech {
+	case MechanismOAuthBearer:
+		token, err := conf.FieldString(saslFieldToken)
+		if err != nil {
+			return nil, err
+		}
+		if token == "" {
+			return nil, errors.New("mechanism OAUTHBEARER needs a token")
+		}
+		var ext map[string]string
+		if conf.Contains(saslFieldExtensions) {
+			if ext, err = conf.FieldStringMap(saslFieldExtensions); err != nil {
+				return nil, err
+			}
+		}
+		return oauth.Auth{Token: token, Extensions: ext}.AsMechanism(), nil
+	case MechanismAWSMSKIAM:
+		if !conf.Contains(saslFieldAWS, awsFieldCredentials) {
+			return nil, errors.New("mechanism AWS_MSK_IAM needs aws.credentials.id and aws.credentials.secret")
+		}
+		creds := conf.Namespace(saslFieldAWS, awsFieldCredentials)
+		id, err := creds.FieldString(awsFieldID)
+		if err != nil {
+			return nil, err
+		}
+		secret, err := creds.FieldString(awsFieldSecret)
+		if err != nil {
+			return nil, err
+		}
+		session, err := creds.FieldString(awsFieldToken)
+		if err != nil {
+			return nil, err
+		}
+		if id == "" || secret == "" {
+			return nil, errors.New("mechanism AWS_MSK_IAM needs aws.credentials.id and aws.credentials.secret (static keys: profiles and roles are not supported)")
+		}
+		return aws.Auth{AccessKey: id, SecretKey: secret, SessionToken: session}.AsManagedStreamingIAMMechanism(), nil
+	}
 	return Mechanism(mech, user, pass)
 }
 
@@ -193,7 +270,7 @@ func Mechanism(name, user, pass string) (sasl.Mechanism, error) {
 		}
 		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
 	default:
-		return nil, fmt.Errorf("unknown SASL mechanism %q, want one of none, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", name)
+		return nil, fmt.Errorf("unknown SASL mechanism %q, want one of none, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, AWS_MSK_IAM", name)
 	}
 }
 

@@ -147,7 +147,8 @@ Without a consumer group nothing is reported.
 		Fields(kafkaclient.SeedBrokersField()).
 		Fields(
 			service.NewStringListField(kfiFieldTopics).
-				Description("Topics to consume. An entry may hold several topics separated by commas.").
+				Description("Topics to consume. An entry may hold several topics separated by commas. An entry `topic:3` consumes one partition, `topic:0-5` a range of them (both ends included), as in Redpanda Connect: explicit partitions are consumed without a consumer group (`consumer_group` must be empty), every entry must then name its partitions, and a topic or partition that does not exist is an error at start. Where they start: `start_offsets`, else `start_timestamp`, else `start_offset`.").
+				Example([]string{"iot_validated_data:0-5"}).
 				Default([]any{}).
 				Example([]string{"iot_validated_data"}).
 				Example([]string{"${KAFKA_VALIDATED_DATA_TOPIC:iot_validated_data}"}),
@@ -162,7 +163,8 @@ Without a consumer group nothing is reported.
 				Example([]string{"^iot_.*_test$"}).
 				Advanced(),
 			service.NewStringField(kfiFieldConsumerGroup).
-				Description("Consumer group this input joins; its committed offsets are where consumption resumes.").
+				Description("Consumer group this input joins; its committed offsets are where consumption resumes. Optional, as in Redpanda Connect: without one the input consumes every partition of `topics` (or the explicit partitions listed) by itself and commits nothing, so a restart starts again from `start_offset` and records are delivered again; the lag metrics are not reported. Must be empty with explicit partitions.").
+				Optional().
 				Example("ingestor_group").
 				Example("${KAFKA_CONSUMER_GROUP_ID:ingestor_group}"),
 		).
@@ -308,6 +310,7 @@ type franzInput struct {
 	batchProcs   bool // the batching policy has processors: a batch is no longer one message per record
 	limit        int
 	commitPeriod time.Duration
+	explicit     map[string][]int32 // topic:partition entries of topics; consumed without a group
 	lagPeriod    time.Duration
 	drainWait    time.Duration
 	replayNacks  bool
@@ -346,6 +349,7 @@ type franzInput struct {
 	topics       []string
 	startOffsets map[topicPartition]int64
 	hasCommit    map[topicPartition]bool // from the last offset fetch of the group
+	startMs      int64                   // start_timestamp; 0: none
 	endMs        int64                   // 0: no end
 	ends         map[topicPartition]endBound
 	ended        chan struct{}
@@ -411,34 +415,40 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	if len(topics) == 0 && len(include) == 0 {
 		return nil, fmt.Errorf("field %s or %s: at least one topic is required", kfiFieldTopics, kfiFieldRegexpTopicsInclude)
 	}
-	if in.group, err = conf.FieldString(kfiFieldConsumerGroup); err != nil {
+	if conf.Contains(kfiFieldConsumerGroup) {
+		if in.group, err = conf.FieldString(kfiFieldConsumerGroup); err != nil {
+			return nil, err
+		}
+	}
+	if topics, in.explicit, err = parseExplicitPartitions(topics); err != nil {
 		return nil, err
 	}
-	if in.group == "" {
-		return nil, fmt.Errorf("field %s: a consumer group is required", kfiFieldConsumerGroup)
+	if len(in.explicit) > 0 {
+		switch {
+		case in.group != "":
+			return nil, fmt.Errorf("field %s: explicit partitions (topic:partition) are consumed without a consumer group, so %s must be empty, as in Redpanda Connect", kfiFieldTopics, kfiFieldConsumerGroup)
+		case len(topics) > 0:
+			return nil, fmt.Errorf("field %s: topics %v are listed without partitions beside explicit ones: list the partitions of every topic (topic:0-11) or of none", kfiFieldTopics, topics)
+		case len(include) > 0 || len(exclude) > 0:
+			return nil, fmt.Errorf("field %s: explicit partitions cannot be combined with %s or %s", kfiFieldTopics, kfiFieldRegexpTopicsInclude, kfiFieldRegexpTopicsExclude)
+		}
+		for t := range in.explicit {
+			topics = append(topics, t)
+		}
+		slices.Sort(topics)
+	}
+	if s, _ := conf.FieldString(kfiFieldInstanceID); s != "" && in.group == "" {
+		return nil, fmt.Errorf("field %s needs a %s", kfiFieldInstanceID, kfiFieldConsumerGroup)
 	}
 
-	opts := append(conn.Opts(),
-		kgo.WithLogger(kafkaclient.Logger(in.log)),
-		kgo.ConsumerGroup(in.group),
-		kgo.DisableAutoCommit(),
-		// Rebalances wait until a poll's records are handed to their
-		// partitions, so a revoke never races a record being queued.
-		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) {
-			in.progress.assigned(tps)
-		}),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
-			in.progress.unassigned(tps)
-			in.dropPartitions(ctx, cl, tps, true)
-		}),
-		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
-			in.progress.unassigned(tps)
-			in.dropPartitions(ctx, cl, tps, false)
-		}),
-		kgo.OnOffsetsFetched(in.onOffsetsFetched),
-	)
-	if len(include) > 0 || len(exclude) > 0 {
+	opts := append(conn.Opts(), kgo.WithLogger(kafkaclient.Logger(in.log)))
+	if in.group != "" {
+		opts = append(opts, in.groupOpts()...)
+	}
+	switch {
+	case len(in.explicit) > 0:
+		// Added below, once the start offsets are known.
+	case len(include) > 0 || len(exclude) > 0:
 		// In regex mode every subscription is a regular expression, so
 		// plain topic names are anchored and quoted.
 		subs := append([]string{}, include...)
@@ -449,7 +459,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		if len(exclude) > 0 {
 			opts = append(opts, kgo.ConsumeExcludeTopics(exclude...))
 		}
-	} else {
+	default:
 		opts = append(opts, kgo.ConsumeTopics(topics...))
 	}
 
@@ -464,21 +474,29 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	if err != nil {
 		return nil, err
 	}
+	var startAt kgo.Offset
 	switch start {
 	case kfiStartEarliest:
-		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		startAt = kgo.NewOffset().AtStart()
 	case kfiStartLatest:
-		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()))
+		startAt = kgo.NewOffset().AtEnd()
 	case kfiStartCommitted:
-		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtCommitted()))
+		if in.group == "" {
+			return nil, fmt.Errorf("field %s: %s needs a %s: without one nothing is committed", kfiFieldStartOffset, kfiStartCommitted, kfiFieldConsumerGroup)
+		}
+		startAt = kgo.NewOffset().AtCommitted()
 	default:
 		return nil, fmt.Errorf("field %s: %q is not one of earliest, latest, committed", kfiFieldStartOffset, start)
 	}
+	opts = append(opts, kgo.ConsumeResetOffset(startAt))
 	in.progress = newLagTracker(res, in.group, start == kfiStartEarliest)
 
 	in.topics = topics
 	if opts, err = in.parseBackfill(conf, opts, len(include) > 0); err != nil {
 		return nil, err
+	}
+	if len(in.explicit) > 0 {
+		opts = append(opts, kgo.ConsumePartitions(in.explicitStarts(startAt)))
 	}
 
 	for _, f := range []struct {
@@ -550,6 +568,29 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	return in, nil
 }
 
+// groupOpts are the client options of a consumer-group member.
+func (in *franzInput) groupOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(in.group),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until a poll's records are handed to their
+		// partitions, so a revoke never races a record being queued.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, tps map[string][]int32) {
+			in.progress.assigned(tps)
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+			in.progress.unassigned(tps)
+			in.dropPartitions(ctx, cl, tps, true)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+			in.progress.unassigned(tps)
+			in.dropPartitions(ctx, cl, tps, false)
+		}),
+		kgo.OnOffsetsFetched(in.onOffsetsFetched),
+	}
+}
+
 // Connect creates the client once and from then on only checks that a
 // broker answers: the client, its group membership and its positions
 // survive an outage, so reconnecting never loses the input's place.
@@ -574,6 +615,9 @@ func (in *franzInput) Connect(ctx context.Context) error {
 	}
 	in.connFails = 0
 	if !in.started {
+		if err := in.checkExplicit(pctx, in.client); err != nil {
+			return err
+		}
 		// The cut-off offsets must be known before the first record is
 		// handed on, so consuming starts only once they are resolved.
 		if in.endMs > 0 && in.ends == nil {
@@ -878,6 +922,9 @@ func (in *franzInput) healthLoop(cl *kgo.Client) {
 // commit commits the committable offsets of parts that moved since their
 // last commit.
 func (in *franzInput) commit(ctx context.Context, cl *kgo.Client, parts []*partitionConsumer) error {
+	if in.group == "" {
+		return nil // nothing to commit to: a restart starts again from start_offset
+	}
 	in.commitMu.Lock()
 	defer in.commitMu.Unlock()
 	offsets := map[string]map[int32]kgo.EpochOffset{}

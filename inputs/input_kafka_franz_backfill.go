@@ -37,6 +37,10 @@ func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, 
 	if in.endMs != 0 && startMs != 0 && in.endMs <= startMs {
 		return nil, fmt.Errorf("field %s must be after %s", kfiFieldEndTimestamp, kfiFieldStartTimestamp)
 	}
+	in.startMs = startMs
+	if in.endMs != 0 && in.group == "" {
+		return nil, fmt.Errorf("field %s needs a %s: the input ends once the group has committed every partition up to it", kfiFieldEndTimestamp, kfiFieldConsumerGroup)
+	}
 	if in.endMs != 0 && (regex || len(in.topics) == 0) {
 		return nil, fmt.Errorf("field %s needs the topics listed in %s, not matched by regular expressions", kfiFieldEndTimestamp, kfiFieldTopics)
 	}
@@ -67,8 +71,12 @@ func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, 
 		}
 		in.startOffsets[topicPartition{parts[0], int32(partition)}] = offset
 	}
-	if len(in.startOffsets) > 0 {
+	switch {
+	case len(in.startOffsets) == 0:
+	case in.group != "":
 		opts = append(opts, kgo.AdjustFetchOffsetsFn(in.adjustStartOffsets))
+	case len(in.explicit) == 0:
+		return nil, fmt.Errorf("field %s needs a %s, or explicit partitions in %s (where it sets their start)", kfiFieldStartOffsets, kfiFieldConsumerGroup, kfiFieldTopics)
 	}
 	return opts, nil
 }

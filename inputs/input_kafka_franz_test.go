@@ -65,14 +65,51 @@ batching:
 			wantErr: "at least one topic",
 		},
 		{
-			name:    "no group",
-			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\n",
-			wantErr: "consumer_group",
+			name: "no group",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\n",
 		},
 		{
-			name:    "empty group",
-			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: \"\"\n",
-			wantErr: "a consumer group is required",
+			name: "empty group",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: \"\"\n",
+		},
+		{
+			name: "explicit partitions",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\", \"t:2-5\", \"u:1\" ]\nstart_offsets: [ \"t:3:10\" ]\n",
+		},
+		{
+			name:    "explicit partitions with a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0-5\" ]\nconsumer_group: g\n",
+			wantErr: "explicit partitions (topic:partition) are consumed without a consumer group",
+		},
+		{
+			name:    "explicit partitions beside a plain topic",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\", u ]\n",
+			wantErr: "listed without partitions beside explicit ones",
+		},
+		{
+			name:    "explicit partitions with a regexp",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\" ]\nregexp_topics_include: [ \"^x\" ]\n",
+			wantErr: "cannot be combined with regexp_topics_include",
+		},
+		{
+			name:    "bad partition range",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:5-2\" ]\n",
+			wantErr: "is not topic, topic:partition or topic:first-last",
+		},
+		{
+			name:    "committed without a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nstart_offset: committed\n",
+			wantErr: "committed needs a consumer_group",
+		},
+		{
+			name:    "end timestamp without a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\" ]\nend_timestamp: 2025-06-01T00:00:00Z\n",
+			wantErr: "end_timestamp needs a consumer_group",
+		},
+		{
+			name:    "start offsets of plain topics without a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nstart_offsets: [ \"t:0:1\" ]\n",
+			wantErr: "start_offsets needs a consumer_group, or explicit partitions",
 		},
 		{
 			name:    "bad regexp",

@@ -99,6 +99,8 @@ by the output: a later batch acknowledged first does not move the commit past an
 still in flight. Commits are sent every `+"`commit_period`"+`, when partitions are revoked
 in a rebalance and on shutdown. After a crash, a rebalance or a restart, consumption resumes at
 the last commit, so records that were in flight are delivered again; nothing is skipped.
+Without `+"`consumer_group`"+` (or with explicit partitions) nothing is committed: a restart starts
+again from `+"`start_offset`"+`.
 
 When `+"`auto_replay_nacks`"+` is true (the default) a batch rejected downstream (nacked) is
 delivered again until it is accepted: only the messages the rejection names when it names

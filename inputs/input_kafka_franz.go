@@ -45,12 +45,20 @@ const (
 	kfiFieldCommitPeriod        = "commit_period"
 	kfiFieldMetadataMaxAge      = "metadata_max_age"
 	kfiFieldLagRefreshPeriod    = "topic_lag_refresh_period"
+	kfiFieldFetchMinBytes       = "fetch_min_bytes"
+	kfiFieldIsolationLevel      = "transaction_isolation_level"
 	kfiFieldBatching            = "batching"
 
 	// Additions over Redpanda Connect's field set, for backfills.
 	kfiFieldStartTimestamp = "start_timestamp"
 	kfiFieldEndTimestamp   = "end_timestamp"
 	kfiFieldStartOffsets   = "start_offsets"
+)
+
+// Values of transaction_isolation_level.
+const (
+	kfiReadUncommitted = "read_uncommitted"
+	kfiReadCommitted   = "read_committed"
 )
 
 // Values of start_offset.
@@ -171,6 +179,7 @@ Without a consumer group nothing is reported.
 				Example("${KAFKA_CONSUMER_GROUP_ID:ingestor_group}"),
 		).
 		Fields(kafkaclient.ClientIDField("ingestor")).
+		Fields(kafkaclient.TimeoutFields()...).
 		Fields(
 			service.NewStringField(kfiFieldRackID).
 				Description("Rack of this consumer, so that brokers supporting follower fetching (KIP-392) serve it from a replica in the same rack. Empty: no preference.").
@@ -199,6 +208,18 @@ Without a consumer group nothing is reported.
 				Description("Maximum bytes a fetch response may hold for one partition. The default is below Redpanda Connect's 1MiB, measured: 256KiB is about 650 readings, below `checkpoint_limit`, and draining a backlog of 1,000,000 readings peaked at 131 MB of memory against 282 MB with 1MiB, at the same rate.").
 				Default("256KiB").
 				Example("4MiB").
+				Advanced(),
+			service.NewStringField(kfiFieldFetchMinBytes).
+				Description("Least bytes a broker gathers before answering a fetch (or `fetch_max_wait` passes).").
+				Default("1B").
+				Example("64KiB").
+				Advanced(),
+			service.NewStringAnnotatedEnumField(kfiFieldIsolationLevel, map[string]string{
+				kfiReadUncommitted: "Every record, those of open and aborted transactions included.",
+				kfiReadCommitted:   "Only records of committed transactions (and those written outside transactions).",
+			}).
+				Description("Which transactional records are consumed.").
+				Default(kfiReadUncommitted).
 				Advanced(),
 			service.NewDurationField(kfiFieldFetchMaxWait).
 				Description("How long a broker may hold a fetch while waiting for new records; this is the consumer's poll timeout.").
@@ -517,6 +538,33 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 			return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 2GiB (e.g. 50MiB)", f.name, s)
 		}
 		opts = append(opts, f.opt(int32(n)))
+	}
+
+	timeouts, err := kafkaclient.TimeoutOpts(conf)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, timeouts...)
+	minBytes, err := conf.FieldString(kfiFieldFetchMinBytes)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := humanize.ParseBytes(minBytes); err != nil || n == 0 || n > 1<<31-1 {
+		return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 2GiB (e.g. 1B)", kfiFieldFetchMinBytes, minBytes)
+	} else {
+		opts = append(opts, kgo.FetchMinBytes(int32(n)))
+	}
+	isolation, err := conf.FieldString(kfiFieldIsolationLevel)
+	if err != nil {
+		return nil, err
+	}
+	switch isolation {
+	case kfiReadUncommitted:
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
+	case kfiReadCommitted:
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	default:
+		return nil, fmt.Errorf("field %s: %q is not one of %s, %s", kfiFieldIsolationLevel, isolation, kfiReadUncommitted, kfiReadCommitted)
 	}
 
 	durations := map[string]*time.Duration{}

@@ -44,6 +44,11 @@ heartbeat_interval: 1s
 checkpoint_limit: 10
 commit_period: 1s
 metadata_max_age: 1m
+request_timeout_overhead: 5s
+conn_idle_timeout: 1m
+fetch_min_bytes: 1KiB
+transaction_isolation_level: read_committed
+topic_lag_refresh_period: 1s
 auto_replay_nacks: false
 sasl:
   - mechanism: SCRAM-SHA-256
@@ -130,6 +135,16 @@ batching:
 			name:    "heartbeat not below session timeout",
 			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nheartbeat_interval: 1m\nsession_timeout: 10s\n",
 			wantErr: "must be shorter than session_timeout",
+		},
+		{
+			name:    "bad fetch_min_bytes",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nfetch_min_bytes: 0B\n",
+			wantErr: "fetch_min_bytes",
+		},
+		{
+			name:    "bad isolation level",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\ntransaction_isolation_level: serializable\n",
+			wantErr: "serializable",
 		},
 		{
 			name:    "zero checkpoint limit",

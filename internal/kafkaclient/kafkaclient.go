@@ -369,3 +369,41 @@ func PingError(ctx context.Context, cl *kgo.Client, brokers []string) error {
 	}
 	return nil
 }
+
+// Field names of the connection timeouts, as in Redpanda Connect.
+const (
+	FieldRequestTimeoutOverhead = "request_timeout_overhead"
+	FieldConnIdleTimeout        = "conn_idle_timeout"
+)
+
+// TimeoutFields are the connection timeouts Redpanda Connect documents, with its defaults.
+func TimeoutFields() []*service.ConfigField {
+	return []*service.ConfigField{
+		service.NewDurationField(FieldRequestTimeoutOverhead).
+			Description("Time added to a request's own timeout (a fetch's `fetch_max_wait`, a join's `rebalance_timeout`) before the client gives up on the broker's answer.").
+			Default("10s").
+			Example("5s").
+			Advanced(),
+		service.NewDurationField(FieldConnIdleTimeout).
+			Description("How long an idle connection to a broker is kept open.").
+			Default("20s").
+			Example("1m").
+			Advanced(),
+	}
+}
+
+// TimeoutOpts converts the fields of TimeoutFields into client options.
+func TimeoutOpts(conf *service.ParsedConfig) ([]kgo.Opt, error) {
+	overhead, err := conf.FieldDuration(FieldRequestTimeoutOverhead)
+	if err != nil {
+		return nil, err
+	}
+	idle, err := conf.FieldDuration(FieldConnIdleTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if overhead <= 0 || idle <= 0 {
+		return nil, fmt.Errorf("fields %s and %s must be positive durations, got %v and %v", FieldRequestTimeoutOverhead, FieldConnIdleTimeout, overhead, idle)
+	}
+	return []kgo.Opt{kgo.RequestTimeoutOverhead(overhead), kgo.ConnIdleTimeout(idle)}, nil
+}

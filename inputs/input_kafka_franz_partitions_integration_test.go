@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
 )
@@ -86,5 +87,40 @@ func TestKafkaFranzInputExplicitPartitionMissing(t *testing.T) {
 			t.Errorf("%s: Connect returned %v, want an error containing %q", entry, err, want)
 		}
 		_ = in.Close(context.Background())
+	}
+}
+
+// TestKafkaFranzInputIsolationLevel writes one committed and one aborted transaction:
+// read_committed delivers only the committed records, read_uncommitted both.
+func TestKafkaFranzInputIsolationLevel(t *testing.T) {
+	const topic = "txn"
+	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: 1})
+	txn := newClient(t, b.SeedBrokers(), kgo.TransactionalID("isolation-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := context.Background()
+	for _, commit := range []bool{true, false} {
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			rec := &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("%v-%d", commit, i)), Value: []byte("{}")}
+			if err := txn.ProduceSync(ctx, rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := txn.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A plain record after both, so a reader knows it has seen everything before it.
+	produceN(t, manualProducer(t, b.SeedBrokers()), topic, 1, 100, 1)
+
+	for level, want := range map[string]int{"read_committed": 6, "read_uncommitted": 11} {
+		var c collector
+		stop := runStream(t, noGroupYAML(b.SeedBrokers(), `[ txn ]`, "  transaction_isolation_level: "+level+"\n"), &c)
+		eventually(t, level+": the record after the transactions", func() bool { return c.uniqueKeys()["key-100"] > 0 })
+		stop()
+		if got := len(c.uniqueKeys()); got != want {
+			t.Errorf("%s: %d records delivered (%v), want %d", level, got, c.uniqueKeys(), want)
+		}
 	}
 }

@@ -37,6 +37,10 @@ func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, 
 	if in.endMs != 0 && startMs != 0 && in.endMs <= startMs {
 		return nil, fmt.Errorf("field %s must be after %s", kfiFieldEndTimestamp, kfiFieldStartTimestamp)
 	}
+	in.startMs = startMs
+	if in.endMs != 0 && in.group == "" {
+		return nil, fmt.Errorf("field %s needs a %s: the input ends once the group has committed every partition up to it", kfiFieldEndTimestamp, kfiFieldConsumerGroup)
+	}
 	if in.endMs != 0 && (regex || len(in.topics) == 0) {
 		return nil, fmt.Errorf("field %s needs the topics listed in %s, not matched by regular expressions", kfiFieldEndTimestamp, kfiFieldTopics)
 	}
@@ -67,11 +71,12 @@ func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, 
 		}
 		in.startOffsets[topicPartition{parts[0], int32(partition)}] = offset
 	}
-	if len(in.startOffsets) > 0 {
-		opts = append(opts,
-			kgo.OnOffsetsFetched(in.onOffsetsFetched),
-			kgo.AdjustFetchOffsetsFn(in.adjustStartOffsets),
-		)
+	switch {
+	case len(in.startOffsets) == 0:
+	case in.group != "":
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(in.adjustStartOffsets))
+	case len(in.explicit) == 0:
+		return nil, fmt.Errorf("field %s needs a %s, or explicit partitions in %s (where it sets their start)", kfiFieldStartOffsets, kfiFieldConsumerGroup, kfiFieldTopics)
 	}
 	return opts, nil
 }
@@ -85,30 +90,33 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// onOffsetsFetched records which assigned partitions have a commit; it runs
-// just before adjustStartOffsets, on the same goroutine.
+// onOffsetsFetched records which assigned partitions have a commit (for start_offsets) and
+// where each resumes (for the offset reset check); it runs after an assignment, just before
+// adjustStartOffsets, on the same goroutine.
 func (in *franzInput) onOffsetsFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
 	has := map[topicPartition]bool{}
-	note := func(topics []kmsg.OffsetFetchResponseTopic) {
-		for _, t := range topics {
-			for _, p := range t.Partitions {
-				if p.ErrorCode == 0 && p.Offset >= 0 {
-					has[topicPartition{t.Topic, p.Partition}] = true
-				}
-			}
+	commits := map[topicPartition]int64{}
+	note := func(topic string, p kmsg.OffsetFetchResponseTopicPartition) {
+		if p.ErrorCode == 0 && p.Offset >= 0 {
+			tp := topicPartition{topic, p.Partition}
+			has[tp] = true
+			commits[tp] = p.Offset
 		}
 	}
-	note(resp.Topics)
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			note(t.Topic, p)
+		}
+	}
 	for _, g := range resp.Groups {
 		for _, t := range g.Topics {
 			for _, p := range t.Partitions {
-				if p.ErrorCode == 0 && p.Offset >= 0 {
-					has[topicPartition{t.Topic, p.Partition}] = true
-				}
+				note(t.Topic, kmsg.OffsetFetchResponseTopicPartition{Partition: p.Partition, Offset: p.Offset, ErrorCode: p.ErrorCode})
 			}
 		}
 	}
 	in.hasCommit = has
+	in.progress.startsAt(commits)
 	return nil
 }
 
@@ -241,33 +249,21 @@ func (in *franzInput) withinEnd(topic string, partition int32, recs []*kgo.Recor
 // endLoop ends the input once the group has committed every partition up to
 // its cut-off: every record in range was delivered and acknowledged.
 func (in *franzInput) endLoop(cl *kgo.Client) {
-	defer in.bg.Done()
 	interval := min(max(in.commitPeriod/2, 50*time.Millisecond), time.Second)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-in.ctx.Done():
-			return
-		case <-t.C:
-		}
+	in.every(interval, func() bool {
 		committed, err := groupCommits(in.ctx, cl, in.group, in.ends)
 		if err != nil {
-			continue
+			return true
 		}
-		done := true
 		for tp, e := range in.ends {
 			if e.off > e.logStart && committed[tp] < e.off {
-				done = false
-				break
+				return true
 			}
 		}
-		if done {
-			in.log.Infof("kafka_franz: group %q has committed every partition up to end_timestamp, input done", in.group)
-			in.endOnce.Do(func() { close(in.ended) })
-			return
-		}
-	}
+		in.log.Infof("kafka_franz: group %q has committed every partition up to end_timestamp, input done", in.group)
+		in.endOnce.Do(func() { close(in.ended) })
+		return false
+	})
 }
 
 // groupCommits fetches the group's committed offsets of the given

@@ -745,6 +745,7 @@ func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
 	if err := sb.AddInputYAML(inputYAML(b.SeedBrokers(), topic, "g-slow", `
   checkpoint_limit: 20
   fetch_max_partition_bytes: 512B
+  topic_lag_refresh_period: 100ms
   batching:
     count: 5
 `)); err != nil {

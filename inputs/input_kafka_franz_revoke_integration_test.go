@@ -2,7 +2,9 @@ package inputs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +152,38 @@ func TestKafkaFranzInputCloseOnDeadline(t *testing.T) {
 		t.Fatal("Close's helper never finished")
 	}
 	t.Logf("Close returned %s", got)
+}
+
+// TestKafkaFranzInputConnectBacksOff connects to an address where no broker listens: every
+// failure asks the engine to wait longer before the next attempt (the engine logs each one),
+// and a repeat says since when the cause lasts.
+func TestKafkaFranzInputConnectBacksOff(t *testing.T) {
+	b := startBroker(t, devbroker.Options{Topics: []string{"t"}, Partitions: 1})
+	addr := b.Addr()
+	b.Close() // the address is now free: nothing answers there
+	conf, err := kafkaFranzInputSpec().ParseYAML(inputYAML([]string{addr}, "t", "g", "")[len("\nkafka_franz:\n"):], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := newFranzInput(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = in.Close(context.Background()) }()
+	var waits []time.Duration
+	for i := 0; i < 4; i++ {
+		err := in.Connect(context.Background())
+		var bo *service.ErrBackOff
+		if !errors.As(err, &bo) {
+			t.Fatalf("attempt %d: got %v, want a service.ErrBackOff", i+1, err)
+		}
+		waits = append(waits, bo.Wait)
+		if repeat := strings.Contains(err.Error(), "failing since"); repeat != (i > 0) {
+			t.Errorf("attempt %d: %q: a repeat must say since when it fails, the first not", i+1, err)
+		}
+	}
+	// With jitter a delay d is drawn in [d/2, d]: the third (4 s) is always above the first (1 s).
+	if !(waits[2] > waits[0] && waits[3] > waits[1]) {
+		t.Errorf("back-off waits %v, want them growing", waits)
+	}
 }

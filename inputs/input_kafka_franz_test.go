@@ -44,6 +44,11 @@ heartbeat_interval: 1s
 checkpoint_limit: 10
 commit_period: 1s
 metadata_max_age: 1m
+request_timeout_overhead: 5s
+conn_idle_timeout: 1m
+fetch_min_bytes: 1KiB
+transaction_isolation_level: read_committed
+topic_lag_refresh_period: 1s
 auto_replay_nacks: false
 sasl:
   - mechanism: SCRAM-SHA-256
@@ -65,14 +70,51 @@ batching:
 			wantErr: "at least one topic",
 		},
 		{
-			name:    "no group",
-			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\n",
-			wantErr: "consumer_group",
+			name: "no group",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\n",
 		},
 		{
-			name:    "empty group",
-			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: \"\"\n",
-			wantErr: "a consumer group is required",
+			name: "empty group",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: \"\"\n",
+		},
+		{
+			name: "explicit partitions",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\", \"t:2-5\", \"u:1\" ]\nstart_offsets: [ \"t:3:10\" ]\n",
+		},
+		{
+			name:    "explicit partitions with a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0-5\" ]\nconsumer_group: g\n",
+			wantErr: "explicit partitions (topic:partition) are consumed without a consumer group",
+		},
+		{
+			name:    "explicit partitions beside a plain topic",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\", u ]\n",
+			wantErr: "listed without partitions beside explicit ones",
+		},
+		{
+			name:    "explicit partitions with a regexp",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\" ]\nregexp_topics_include: [ \"^x\" ]\n",
+			wantErr: "cannot be combined with regexp_topics_include",
+		},
+		{
+			name:    "bad partition range",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:5-2\" ]\n",
+			wantErr: "is not topic, topic:partition or topic:first-last",
+		},
+		{
+			name:    "committed without a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nstart_offset: committed\n",
+			wantErr: "committed needs a consumer_group",
+		},
+		{
+			name:    "end timestamp without a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:0\" ]\nend_timestamp: 2025-06-01T00:00:00Z\n",
+			wantErr: "end_timestamp needs a consumer_group",
+		},
+		{
+			name:    "start offsets of plain topics without a group",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nstart_offsets: [ \"t:0:1\" ]\n",
+			wantErr: "start_offsets needs a consumer_group, or explicit partitions",
 		},
 		{
 			name:    "bad regexp",
@@ -95,19 +137,28 @@ batching:
 			wantErr: "must be shorter than session_timeout",
 		},
 		{
+			name:    "bad fetch_min_bytes",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nfetch_min_bytes: 0B\n",
+			wantErr: "fetch_min_bytes",
+		},
+		{
+			name:    "bad isolation level",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\ntransaction_isolation_level: serializable\n",
+			wantErr: "serializable",
+		},
+		{
 			name:    "zero checkpoint limit",
 			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\ncheckpoint_limit: 0\n",
 			wantErr: "checkpoint_limit",
 		},
 		{
-			name:    "batch bigger than the checkpoint limit, no period",
-			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\ncheckpoint_limit: 100\nbatching:\n  count: 500\n",
-			wantErr: "without a period, count must be set and at most checkpoint_limit (100)",
+			// Cut at checkpoint_limit: such a batch is never left waiting.
+			name: "batch bigger than the checkpoint limit, no period",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\ncheckpoint_limit: 100\nbatching:\n  count: 500\n",
 		},
 		{
-			name:    "batch by size only, no period",
-			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nbatching:\n  byte_size: 100000\n",
-			wantErr: "without a period",
+			name: "batch by size only, no period",
+			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\nbatching:\n  byte_size: 100000\n",
 		},
 		{
 			name: "batch bigger than the checkpoint limit, with a period",

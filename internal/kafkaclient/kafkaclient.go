@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -461,37 +462,61 @@ func SplitList(in []string) []string {
 
 // Logger adapts the engine's logger for franz-go. The client's info lines
 // (group joins, assignments) are logged at debug so they do not drown the
-// pipeline's own log at the default level.
+// pipeline's own log at the default level; its warnings and errors that
+// repeat one cause (an unreachable broker fails every heartbeat) are spaced
+// by RepeatPolicy and summarised.
 func Logger(l *service.Logger) kgo.Logger {
-	return kgoLogger{l: l}
+	return &kgoLogger{l: l, repeats: map[string]*Repeats{}}
 }
 
-type kgoLogger struct{ l *service.Logger }
+type kgoLogger struct {
+	l *service.Logger
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+	mu      sync.Mutex
+	repeats map[string]*Repeats // by message
+}
 
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+func (k *kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (k *kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if k.l == nil {
 		return
 	}
 	var b strings.Builder
 	b.WriteString("kafka client: ")
 	b.WriteString(msg)
+	var cause string // the line without the keys that change on every repeat
 	for i := 0; i+1 < len(keyvals); i += 2 {
 		fmt.Fprintf(&b, " %v=%v", keyvals[i], keyvals[i+1])
+		switch keyvals[i] {
+		case "consecutive_errors", "backoff":
+		default:
+			cause += fmt.Sprintf(" %v=%v", keyvals[i], keyvals[i+1])
+		}
 	}
 	switch {
 	case level == kgo.LogLevelError:
-		k.l.Error(b.String())
+		k.repeatsOf(msg).logCause(k.l.Error, msg+cause, b.String())
 	case level == kgo.LogLevelWarn && strings.HasPrefix(msg, "unable to open connection"):
 		// Repeated on every dial retry during an outage, which the
 		// components already report once per reconnect attempt.
 		k.l.Debug(b.String())
 	case level == kgo.LogLevelWarn:
-		k.l.Warn(b.String())
+		k.repeatsOf(msg).logCause(k.l.Warn, msg+cause, b.String())
 	default:
 		k.l.Debug(b.String())
 	}
+}
+
+func (k *kgoLogger) repeatsOf(msg string) *Repeats {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r := k.repeats[msg]
+	if r == nil {
+		r = &Repeats{}
+		k.repeats[msg] = r
+	}
+	return r
 }
 
 // PingError explains a failed reachability check in one line.

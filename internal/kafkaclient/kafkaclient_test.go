@@ -49,6 +49,15 @@ func TestParseConnection(t *testing.T) {
 		},
 		{name: "no brokers", yaml: "seed_brokers: [ \"\" ]", wantErr: "at least one broker"},
 		{name: "plain without user", yaml: "seed_brokers: [ a:1 ]\nsasl: [ { mechanism: PLAIN } ]", wantErr: "sasl[0]: mechanism PLAIN needs a username"},
+		{
+			name:    "oauthbearer and aws msk iam",
+			yaml:    "seed_brokers: [ a:1 ]\nsasl:\n  - { mechanism: OAUTHBEARER, token: t0k, extensions: { logicalCluster: lkc-1 } }\n  - mechanism: AWS_MSK_IAM\n    aws: { region: eu-west-1, credentials: { id: AKIDEXAMPLE, secret: s3cr3t } }\n",
+			brokers: []string{"a:1"}, clientID: "ingestor",
+			mechs: []string{"OAUTHBEARER", "AWS_MSK_IAM"},
+		},
+		{name: "oauthbearer without token", yaml: "seed_brokers: [ a:1 ]\nsasl: [ { mechanism: OAUTHBEARER } ]", wantErr: "sasl[0]: mechanism OAUTHBEARER needs a token"},
+		{name: "aws without credentials", yaml: "seed_brokers: [ a:1 ]\nsasl: [ { mechanism: AWS_MSK_IAM, aws: { region: eu-west-1 } } ]", wantErr: "needs aws.credentials.id and aws.credentials.secret"},
+		{name: "aws without secret", yaml: "seed_brokers: [ a:1 ]\nsasl: [ { mechanism: AWS_MSK_IAM, aws: { credentials: { id: x } } } ]", wantErr: "needs aws.credentials.id and aws.credentials.secret"},
 		{name: "unknown mechanism", yaml: "seed_brokers: [ a:1 ]\nsasl: [ { mechanism: KERBEROS, username: u } ]", wantErr: "unknown SASL mechanism"},
 	}
 	for _, tc := range tests {

@@ -23,6 +23,7 @@ import (
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
 	"github.com/preservarium/iot-ingestor/internal/nackreplay"
+	"github.com/preservarium/iot-ingestor/internal/speclint"
 )
 
 // Field names of the kafka_franz input; they follow Redpanda Connect's
@@ -43,7 +44,6 @@ const (
 	kfiFieldHeartbeatInterval   = "heartbeat_interval"
 	kfiFieldCheckpointLimit     = "checkpoint_limit"
 	kfiFieldCommitPeriod        = "commit_period"
-	kfiFieldMetadataMaxAge      = "metadata_max_age"
 	kfiFieldLagRefreshPeriod    = "topic_lag_refresh_period"
 	kfiFieldFetchMinBytes       = "fetch_min_bytes"
 	kfiFieldIsolationLevel      = "transaction_isolation_level"
@@ -259,11 +259,6 @@ Without a consumer group nothing is reported.
 				Default("5s").
 				Example("1s").
 				Advanced(),
-			service.NewDurationField(kfiFieldMetadataMaxAge).
-				Description("Maximum age of the cluster metadata before it is refreshed (new partitions, new topics matching the regular expressions).").
-				Default("5m").
-				Example("30s").
-				Advanced(),
 		).
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
 		Fields(kafkaclient.TuningFields()...).
@@ -289,7 +284,12 @@ Without a consumer group nothing is reported.
 		).
 		// The list defaults are []any, not []string: the lint rule sees
 		// defaults as they are, and Bloblang only measures []any.
-		LintRule(`root = if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`).
+		LintRule(speclint.Rule(append(append(append([]string{
+			`if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`},
+			speclint.Durations(kfiFieldFetchMaxWait, kfiFieldSessionTimeout, kfiFieldRebalanceTimeout, kfiFieldHeartbeatInterval,
+				kfiFieldCommitPeriod, kfiFieldLagRefreshPeriod)...),
+			append(speclint.Batching(kfiFieldBatching), speclint.Positive(kfiFieldCheckpointLimit)...)...),
+			kafkaclient.TuningLint()...)...)).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
 input:
   kafka_franz:
@@ -567,13 +567,12 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	}
 
 	durations := map[string]*time.Duration{}
-	var fetchWait, session, rebalance, heartbeat, metaAge time.Duration
+	var fetchWait, session, rebalance, heartbeat time.Duration
 	durations[kfiFieldFetchMaxWait] = &fetchWait
 	durations[kfiFieldSessionTimeout] = &session
 	durations[kfiFieldRebalanceTimeout] = &rebalance
 	durations[kfiFieldHeartbeatInterval] = &heartbeat
 	durations[kfiFieldCommitPeriod] = &in.commitPeriod
-	durations[kfiFieldMetadataMaxAge] = &metaAge
 	durations[kfiFieldLagRefreshPeriod] = &in.lagPeriod
 	for name, dst := range durations {
 		if *dst, err = conf.FieldDuration(name); err != nil {
@@ -592,7 +591,6 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		kgo.SessionTimeout(session),
 		kgo.RebalanceTimeout(rebalance),
 		kgo.HeartbeatInterval(heartbeat),
-		kgo.MetadataMaxAge(metaAge),
 	)
 
 	if in.limit, err = conf.FieldInt(kfiFieldCheckpointLimit); err != nil {
@@ -1190,8 +1188,8 @@ func (p *partitionConsumer) finish() {
 }
 
 // holdBack pauses a full partition whose commit is held by a batch that keeps failing or waits
-// downstream (checkpointer.stuck), and tells whether it is held back. Such a partition frees no room until that batch is accepted,
-// however long that takes (an error topic that refuses it), so it must not stop the others at
+// downstream (checkpointer.stuck), and tells whether it is held back. Such a partition frees
+// no room until that batch is accepted, however long that takes (an error topic that refuses it), so it must not stop the others at
 // the gate; paused, it takes no more records meanwhile, which keeps its memory bounded. Only
 // this case pauses: for ordinary back pressure pausing halves the rate (see pollLoop).
 func (p *partitionConsumer) holdBack() bool {

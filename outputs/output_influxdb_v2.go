@@ -20,6 +20,7 @@ import (
 
 	"github.com/preservarium/iot-ingestor/internal/backoff"
 	"github.com/preservarium/iot-ingestor/internal/batchpolicy"
+	"github.com/preservarium/iot-ingestor/internal/speclint"
 )
 
 const (
@@ -238,7 +239,10 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
   if !this.url.or("").re_match("^https?://[^/]") { "url must start with http:// or https:// and name a host, got %q".format(this.url.or("")) },
   if this.proxy_url.or("") != "" && !this.proxy_url.re_match("^https?://[^/]") { "proxy_url must start with http:// or https:// and name a host" },
   if this.max_request_bytes.or(1) < 1 { "max_request_bytes must be at least 1" },
-].filter(e -> e != null)`).
+].filter(e -> e != null).concat(`+speclint.Rule(append(append(
+			speclint.Durations(ifoFieldTimeout, ifoFieldRetention, ifoFieldRetry+"."+ifoFieldRetryInitialInterval,
+				ifoFieldRetry+"."+ifoFieldRetryMaxInterval, ifoFieldRetry+"."+ifoFieldRetryMaxRetryAfter),
+			speclint.Batching(ifoFieldBatching)...), speclint.NonNegative(ifoFieldRetry+"."+ifoFieldRetryMaxRetries)...)...)[len("root = "):]+`)`).
 		Example("Readings to InfluxDB",
 			"Writes the point mapper's line protocol to the bucket `iot_data`, batches formed upstream.",
 			`

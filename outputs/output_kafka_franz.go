@@ -19,6 +19,7 @@ import (
 	"github.com/preservarium/iot-ingestor/internal/errrecord"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/preservarium/iot-ingestor/internal/speclint"
 )
 
 // Field names of the kafka_franz output; they follow Redpanda Connect's
@@ -156,6 +157,7 @@ error (or parking) topic's.
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
 		Fields(kafkaclient.TuningFields()...).
 		Fields(service.NewBatchPolicyField(kfoFieldBatching)).
+		LintRule(speclint.Rule(append(append(speclint.Durations(kfoFieldTimeout), speclint.Batching(kfoFieldBatching)...), kafkaclient.TuningLint()...)...)).
 		Example("Report errors", "Writes error records to the pipeline's shared error topic, keyed by request id, with the metadata keys starting with `ingestor_` as headers.", `
 output:
   kafka_franz:

@@ -21,6 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/preservarium/iot-ingestor/internal/speclint"
 )
 
 // Field names shared by every Kafka component.
@@ -220,6 +222,14 @@ type Connection struct {
 	RequestTimeoutOverhead time.Duration
 	ConnIdleTimeout        time.Duration
 	TCP                    TCP
+}
+
+// TuningLint is the lint checks of TuningFields, for the speclint rule of a component that
+// has them.
+func TuningLint() []string {
+	return speclint.Durations(FieldMetadataMaxAge, FieldRequestTimeoutOverhead, FieldConnIdleTimeout,
+		FieldTCP+"."+tcpFieldConnectTimeout, FieldTCP+"."+tcpFieldKeepAlive+"."+tcpFieldKeepAliveIdle,
+		FieldTCP+"."+tcpFieldKeepAlive+"."+tcpFieldKeepAliveInterval, FieldTCP+"."+tcpFieldUserTimeout)
 }
 
 // TCP is the parsed tcp block.

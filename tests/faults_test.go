@@ -146,14 +146,44 @@ func TestFaultInfluxDBOutage(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	s.influx.Stop()
 	p.waitStatus("/ready", 503, 30*time.Second)
+	retriesBefore := metricTotal(p.metrics(), "influxdb_write_retries")
 	time.Sleep(20 * time.Second)
 	if got := p.status("/ready"); got != 503 {
 		t.Errorf("/ready answered %d after 20 s of outage", got)
+	}
+	// The instruments during the outage: what an operator's scrape shows.
+	ms := p.metrics()
+	t.Logf("scrape after 20 s of outage:\n%s", p.scrapeOf("ingestor_ready", "influxdb_up", "influxdb_write_retries", "kafka_consumer_lag", "kafka_partition_stalled_seconds", "error_topic_up", "iot_error_records"))
+	if up := metricTotal(ms, "influxdb_up"); up != 0 {
+		t.Errorf("influxdb_up = %v during the outage, want 0", up)
+	}
+	if ready := metricTotal(ms, "ingestor_ready"); ready != 0 {
+		t.Errorf("ingestor_ready = %v during the outage, want 0", ready)
+	}
+	if r := metricTotal(ms, "influxdb_write_retries"); r <= retriesBefore {
+		t.Errorf("influxdb_write_retries did not rise through 20 s of outage: %v then %v", retriesBefore, r)
+	}
+	if lag := metricTotal(ms, "kafka_consumer_lag"); lag <= 0 || lag > float64(len(readings)) {
+		t.Errorf("kafka_consumer_lag = %v during the outage, want what waits: more than 0, at most the %d sent", lag, len(readings))
 	}
 	s.influx.Restart()
 	p.waitStatus("/ready", 200, 60*time.Second)
 	st.wait()
 	s.waitDrained(120 * time.Second)
+	// After recovery: up again, and the lag (refreshed every 5 s) back to 0.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ms = p.metrics()
+		lag, up := metricTotal(ms, "kafka_consumer_lag"), metricTotal(ms, "influxdb_up")
+		if lag == 0 && up == 1 && metricTotal(ms, "ingestor_ready") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after recovery: kafka_consumer_lag %v (want 0), influxdb_up %v (want 1), ingestor_ready %v (want 1)", lag, up, metricTotal(ms, "ingestor_ready"))
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	o := s.verify(readings, nil) // no extra error records allowed: the outage is not a data error
 	report(t, "influxdb-outage-20s", o, time.Since(start))
 }

@@ -477,6 +477,27 @@ func (p *ingestor) metrics() map[string]*dto {
 	return out
 }
 
+// scrapeOf is the /metrics text lines of the named families, for a test's log.
+func (p *ingestor) scrapeOf(names ...string) string {
+	p.t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + p.httpAddr + "/metrics")
+	if err != nil {
+		p.t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, n := range names {
+			if strings.HasPrefix(line, n+" ") || strings.HasPrefix(line, n+"{") {
+				out = append(out, line)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // dto is one metric family: its total over every series and the value of each label set.
 type dto struct {
 	total   float64

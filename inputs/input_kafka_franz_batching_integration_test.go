@@ -8,6 +8,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/streamtest"
 )
 
 // TestKafkaFranzInputBatchCutAtCheckpointLimit asks for batches of 5000 with checkpoint_limit
@@ -52,18 +53,7 @@ func TestKafkaFranzInputBatchCutAtCheckpointLimit(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	}()
+	streamtest.Run(t, sb, waitFor)
 	eventually(t, "the backlog drained without waiting for the hour's period", func() bool {
 		mu.Lock()
 		defer mu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/preservarium/iot-ingestor/internal/streamtest"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 
@@ -112,18 +113,7 @@ switch:
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	}()
+	streamtest.Run(t, sb, 20*time.Second)
 	admin := newClient(t, b.SeedBrokers())
 	eventually(t, "every record accepted and committed", func() bool {
 		mu.Lock()

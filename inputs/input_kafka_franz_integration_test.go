@@ -22,6 +22,7 @@ import (
 	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/preservarium/iot-ingestor/internal/streamtest"
 )
 
 // waitFor bounds how long a test waits for the pipeline to get somewhere;
@@ -775,18 +776,7 @@ func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	}()
+	streamtest.Run(t, sb, 20*time.Second)
 
 	eventually(t, "the lag gauge to be reported", func() bool {
 		_, ok := capture.get(kfiMetricLag, topic, "0")
@@ -1210,18 +1200,7 @@ func testPartialRejection(t *testing.T, batching string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	}()
+	streamtest.Run(t, sb, 20*time.Second)
 
 	eventually(t, "every record accepted and committed", func() bool {
 		if off := committedOffsets(t, admin, group, topic)[0]; off > poison {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/preservarium/iot-ingestor/internal/streamtest"
 )
 
 // metricCapture is a metrics exporter keeping the value of every gauge and counter series,
@@ -96,18 +97,7 @@ func runCapturedStream(t *testing.T, inputYAML string, consume service.MessageBa
 	if err := sb.AddBatchConsumerFunc(consume); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	})
+	streamtest.Run(t, sb, 20*time.Second)
 	return capture
 }
 

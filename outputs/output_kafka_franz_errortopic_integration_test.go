@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/streamtest"
 	_ "github.com/preservarium/iot-ingestor/metrics"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
@@ -56,18 +57,7 @@ processors:
 `, strings.Join(seeds, ","), maxBytes, maxBytes)); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	})
+	streamtest.Run(t, sb, 5*time.Second)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return send, srv

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/streamtest"
 )
 
 // storeOrReportStream runs store_or_report with a kafka_franz child on each side: store writes
@@ -56,18 +57,7 @@ store_or_report:
 `, strings.Join(storeSeeds, ","), strings.Join(reportSeeds, ","))); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-		<-done
-	})
+	streamtest.Run(t, sb, 10*time.Second)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return send, srv

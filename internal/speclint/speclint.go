@@ -1,6 +1,6 @@
 // Package speclint builds the lint rules of the project's component specs: checks of values
 // that the engine's own schema check lets through (a duration without a unit, a negative
-// count, a URL without a scheme), so that `ingestor lint` catches them instead of the start.
+// count), so that `ingestor lint` catches them instead of the start.
 //
 // A rule is a Bloblang mapping that the engine runs on the component's fields after
 // environment substitution and that returns the list of problems found. Each check here is
@@ -52,13 +52,6 @@ func Positive(paths ...string) []string {
 			`if this.%[1]s.type() == "number" && this.%[1]s <= 0 { "field %[1]s: must be more than 0, got %%v".format(this.%[1]s) }`, p))
 	}
 	return out
-}
-
-// HTTPURL checks that the field, when set and free of interpolation, is an http:// or
-// https:// URL with a host.
-func HTTPURL(path string) string {
-	return fmt.Sprintf(
-		`if this.%[1]s.type() == "string" && !this.%[1]s.contains("${!") && !this.%[1]s.re_match("^(?i)https?://[^/?#\\s]+") { "field %[1]s: %%q is not an http:// or https:// URL with a host, such as http://influxdb:8086".format(this.%[1]s) }`, path)
 }
 
 // Batching checks a batching policy block at path: its count, byte size and period.

@@ -19,7 +19,6 @@ import (
 	"github.com/preservarium/iot-ingestor/internal/errrecord"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
-	"github.com/preservarium/iot-ingestor/internal/speclint"
 )
 
 // Field names of the kafka_franz output; they follow Redpanda Connect's
@@ -131,19 +130,20 @@ error (or parking) topic's.
 		Fields(kafkaclient.ClientIDField("ingestor")).
 		Fields(
 			service.NewOutputMaxInFlightField().
-				Description("Batches produced in parallel. Ordering within a partition is only guaranteed with 1."),
+				Description("Batches produced in parallel. Ordering within a partition is only guaranteed with 1.").
+				Default(10),
 			service.NewBoolField(kfoFieldIdempotentWrite).
 				Description("Idempotent producer (KIP-98): broker-side de-duplication of the producer's retries. Needs the IDEMPOTENT_WRITE permission on clusters with ACLs.").
 				Default(true).
 				Example(false).
 				Advanced(),
 			service.NewStringEnumField(kfoFieldCompression, "none", "gzip", "snappy", "lz4", "zstd").
-				Description("Compression codec of produced record batches.").
-				Default("none").
+				Description("Compression codec of produced record batches. Unset: `snappy` where the broker supports it, else none.").
+				Optional().
 				Example("zstd").
 				Advanced(),
 			service.NewDurationField(kfoFieldTimeout).
-				Description("Longest time a record may take to be produced, retries included, before its message fails.").
+				Description("Longest time a batch's records may take to be produced, retries included, before the messages not yet written fail (and are retried by the engine). `record_delivery_timeout` bounds each record inside the client too.").
 				Default("10s").
 				Example("30s").
 				Advanced(),
@@ -156,8 +156,9 @@ error (or parking) topic's.
 		).
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
 		Fields(kafkaclient.TuningFields()...).
+		Fields(kfoProducerFields()...).
 		Fields(service.NewBatchPolicyField(kfoFieldBatching)).
-		LintRule(speclint.Rule(append(append(speclint.Durations(kfoFieldTimeout), speclint.Batching(kfoFieldBatching)...), kafkaclient.TuningLint()...)...)).
+		LintRule(kfoLintRule()).
 		Example("Report errors", "Writes error records to the pipeline's shared error topic, keyed by request id, with the metadata keys starting with `ingestor_` as headers.", `
 output:
   kafka_franz:
@@ -199,6 +200,7 @@ type franzOutput struct {
 	metadata    *service.MetadataFilter // nil: no headers
 	timeout     time.Duration
 	maxBytes    int // max_message_bytes
+	producer    *kfoProducer
 	log         *service.Logger
 	records     *service.MetricCounter
 	errorTopUp  *service.MetricGauge
@@ -251,14 +253,6 @@ func newFranzOutput(conf *service.ParsedConfig, res *service.Resources) (*franzO
 	if o.timeout <= 0 {
 		return nil, fmt.Errorf("field %s: must be a positive duration, got %v", kfoFieldTimeout, o.timeout)
 	}
-	codecName, err := conf.FieldString(kfoFieldCompression)
-	if err != nil {
-		return nil, err
-	}
-	codec, ok := kfoCompression[codecName]
-	if !ok {
-		return nil, fmt.Errorf("field %s: %q is not one of none, gzip, snappy, lz4, zstd", kfoFieldCompression, codecName)
-	}
 	maxBytesStr, err := conf.FieldString(kfoFieldMaxMessageBytes)
 	if err != nil {
 		return nil, err
@@ -272,16 +266,28 @@ func newFranzOutput(conf *service.ParsedConfig, res *service.Resources) (*franzO
 	if err != nil {
 		return nil, err
 	}
+	if o.producer, err = parseKfoProducer(conf, idempotent, o.maxBytes); err != nil {
+		return nil, err
+	}
 
 	o.opts = append(conn.Opts(),
 		kgo.WithLogger(kafkaclient.Logger(o.log)),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerBatchCompression(codec),
-		kgo.RecordDeliveryTimeout(o.timeout),
 		// The engine's own batching decides what is sent together;
 		// lingering would only add latency.
 		kgo.ProducerLinger(0),
 	)
+	o.opts = append(o.opts, o.producer.opts...)
+	if conf.Contains(kfoFieldCompression) {
+		codecName, err := conf.FieldString(kfoFieldCompression)
+		if err != nil {
+			return nil, err
+		}
+		codec, ok := kfoCompression[codecName]
+		if !ok {
+			return nil, fmt.Errorf("field %s: %q is not one of none, gzip, snappy, lz4, zstd", kfoFieldCompression, codecName)
+		}
+		o.opts = append(o.opts, kgo.ProducerBatchCompression(codec))
+	}
 	if !idempotent {
 		o.opts = append(o.opts, kgo.DisableIdempotentWrite())
 	}
@@ -309,6 +315,10 @@ func (o *franzOutput) Connect(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if err := kafkaclient.PingError(pctx, o.client, o.conn.SeedBrokers); err != nil {
+		o.errorTopUp.Set(0)
+		return err
+	}
+	if err := o.checkTopicExists(pctx); err != nil {
 		o.errorTopUp.Set(0)
 		return err
 	}
@@ -392,6 +402,13 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 	index := make([]int, 0, len(batch)) // record -> message
 	topics := batch.InterpolationExecutor(o.topic)
 	keys := batch.InterpolationExecutor(o.key)
+	var partitions, timestamps *service.MessageBatchInterpolationExecutor
+	if o.producer.partition != nil {
+		partitions = batch.InterpolationExecutor(o.producer.partition)
+	}
+	if o.producer.timestampMs != nil {
+		timestamps = batch.InterpolationExecutor(o.producer.timestampMs)
+	}
 	for i, msg := range batch {
 		topic, err := topics.TryString(i)
 		if err != nil {
@@ -415,6 +432,10 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 		rec := &kgo.Record{Topic: topic, Value: value}
 		if len(key) > 0 {
 			rec.Key = key
+		}
+		if err := o.producer.route(rec, partitions, timestamps, i); err != nil {
+			fail(i, err)
+			continue
 		}
 		headerBytes := 0
 		if o.metadata != nil {
@@ -449,7 +470,11 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 		failed := 0
 		var refused *kgo.ProduceResult
 		written := 0
-		for _, r := range cl.ProduceSync(ctx, recs...) {
+		// timeout bounds the wait for the batch: a record not produced by then fails its message.
+		pctx, cancel := context.WithTimeout(ctx, o.timeout)
+		results := cl.ProduceSync(pctx, recs...)
+		cancel()
+		for _, r := range results {
 			i := msgIndex[r.Record]
 			if r.Err == nil {
 				written++
@@ -462,7 +487,7 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 			if refused == nil && isRefusal(r.Err) {
 				refused = &r
 			}
-			fail(i, fmt.Errorf("kafka_franz: producing to topic %q failed: %w", r.Record.Topic, r.Err))
+			fail(i, o.produceError(r))
 		}
 		if refused != nil {
 			return o.refuse(batch[msgIndex[refused.Record]], refused, failed)

@@ -138,8 +138,8 @@ error (or parking) topic's.
 				Example(false).
 				Advanced(),
 			service.NewStringEnumField(kfoFieldCompression, "none", "gzip", "snappy", "lz4", "zstd").
-				Description("Compression codec of produced record batches. Unset: `snappy` where the broker supports it, else none.").
-				Optional().
+				Description("Compression codec of produced record batches. `none` by default (Redpanda Connect's unset prefers `snappy`): a record is fitted to the topic's `max.message.bytes` by its uncompressed size (see Size), so without compression what is measured is what the broker checks, and a limit lowered after connect is found by the broker's refusal.").
+				Default("none").
 				Example("zstd").
 				Advanced(),
 			service.NewDurationField(kfoFieldTimeout).
@@ -277,17 +277,15 @@ func newFranzOutput(conf *service.ParsedConfig, res *service.Resources) (*franzO
 		kgo.ProducerLinger(0),
 	)
 	o.opts = append(o.opts, o.producer.opts...)
-	if conf.Contains(kfoFieldCompression) {
-		codecName, err := conf.FieldString(kfoFieldCompression)
-		if err != nil {
-			return nil, err
-		}
-		codec, ok := kfoCompression[codecName]
-		if !ok {
-			return nil, fmt.Errorf("field %s: %q is not one of none, gzip, snappy, lz4, zstd", kfoFieldCompression, codecName)
-		}
-		o.opts = append(o.opts, kgo.ProducerBatchCompression(codec))
+	codecName, err := conf.FieldString(kfoFieldCompression)
+	if err != nil {
+		return nil, err
 	}
+	codec, ok := kfoCompression[codecName]
+	if !ok {
+		return nil, fmt.Errorf("field %s: %q is not one of none, gzip, snappy, lz4, zstd", kfoFieldCompression, codecName)
+	}
+	o.opts = append(o.opts, kgo.ProducerBatchCompression(codec))
 	if !idempotent {
 		o.opts = append(o.opts, kgo.DisableIdempotentWrite())
 	}

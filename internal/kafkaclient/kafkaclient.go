@@ -147,6 +147,7 @@ func SASLField() *service.ConfigField {
 				service.NewStringField(awsCredFieldRole).Description("Not supported by this build (it signs with static keys only): must stay empty.").Default(""),
 				service.NewStringField(awsCredFieldRoleExID).Description("Not supported by this build (it signs with static keys only): must stay empty.").Default(""),
 			).Description("The credentials AWS_MSK_IAM signs with: static keys only (franz-go's signer; no AWS SDK in this build)."),
+			TCPField().Description("Accepted for compatibility with Redpanda Connect, where it sets the TCP settings of the calls to AWS; not used (no AWS API is called). The connections to the brokers take the component's own `tcp`."),
 		).Description("AWS_MSK_IAM settings.").Optional(),
 	).
 		Description("SASL authentication. Several entries may be listed; they are offered to the broker in order. Supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (a static token) and AWS_MSK_IAM (static keys).").

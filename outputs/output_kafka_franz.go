@@ -65,7 +65,7 @@ func kafkaFranzOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Stable().
 		Categories("Services").
-		Summary("Writes messages to Kafka topics; a message is acknowledged only once every in-sync replica has stored it.").
+		Summary("Writes messages to Kafka topics; a message is acknowledged only once every in-sync replica has stored it (with the default `acks: all`).").
 		Description(`
 Built on the franz-go client. Each message becomes one record whose topic and key are
 interpolated from the message; the message's metadata, filtered by `+"`metadata`"+`, becomes the
@@ -74,13 +74,25 @@ record's headers.
 ### Delivery guarantee
 
 A batch is produced synchronously and each message is acknowledged only when the broker has
-confirmed its record with acks from all in-sync replicas. A record that cannot be produced
+confirmed its record with acks from all in-sync replicas. `+"`acks: leader`"+` (the leader alone) or
+`+"`none`"+` (no confirmation: a message is acknowledged once sent) weaken that and need
+`+"`idempotent_write: false`"+`; lint refuses them otherwise. A record that cannot be produced
 (interpolation failure, broker rejection, `+"`timeout`"+` elapsed) fails that message alone,
 so the engine retries it or routes it elsewhere; it is never acknowledged. When no broker can be
 reached at all the output reports itself disconnected and the batch is retried after
 reconnecting. With `+"`idempotent_write`"+` (the default) the broker discards duplicates of
 the producer's own retries, so internal retries never duplicate records. A failed batch's error
 names the broker's first error (e.g. `+"`MESSAGE_TOO_LARGE`"+`).
+
+### Partitions, timestamps, topics
+
+The partition of a record is chosen by `+"`partitioner`"+` (by default the murmur2 hash of the key, as
+Kafka's own clients do), or given per message by `+"`partition`"+` with `+"`partitioner: manual`"+`. Its
+timestamp is the produce time unless `+"`timestamp_ms`"+` gives one. A value of either that is not an
+integer, or a partition the topic does not have, fails that message alone. A topic that does
+not exist is created by a broker that allows it; with `+"`allow_auto_topic_creation: false`"+` a
+static topic that does not exist fails `+"`Connect`"+` with its name (the output waits, as for a
+broker outage), and a record for a missing interpolated topic fails its message.
 
 ### A topic that refuses records
 

@@ -2,8 +2,9 @@ package processors
 
 import (
 	"bytes"
-	"encoding/json"
 	"strconv"
+
+	"github.com/preservarium/iot-ingestor/internal/pyjson"
 )
 
 // The size limits of a point (max_fields, max_line_bytes) and the guard that
@@ -48,6 +49,35 @@ var commaByte = []byte{','}
 // the order their excess is reported.
 var contractArrays = [...]string{"values", "labels", "label"}
 
+// readingPruner is the guard for a reading that may be huge: before it is
+// parsed, the contract arrays over max_fields are emptied in a copy, and the
+// one that makes the reading a validation error is noted.
+type readingPruner struct {
+	limit   int
+	buf     []byte // the copy
+	over    string // the array over the limit in the last reading, or ""
+	entries int    // its entries
+}
+
+// needed reports whether in may be huge, and readies the pruner for it.
+func (p *readingPruner) needed(m *pointMapper, in []byte) bool {
+	if m.maxFields <= 0 || !mayHoldOversizedArray(in, m.maxFields) {
+		return false
+	}
+	p.limit, p.over, p.entries = m.maxFields, "", 0
+	return true
+}
+
+// Prune implements pyjson.Pruner.
+func (p *readingPruner) Prune(text []byte) []byte {
+	pruned, over, n := oversizedArrays(text, p.limit, p.buf)
+	if !sameBytes(pruned, text) {
+		p.buf = pruned
+	}
+	p.over, p.entries = over, n
+	return pruned
+}
+
 // arraySpan is one top-level contract array found in a reading's text.
 type arraySpan struct {
 	member     int // index in contractArrays
@@ -65,37 +95,18 @@ type arraySpan struct {
 func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string, entries int) {
 	var found [8]arraySpan
 	spans := found[:0]
-	i := skipJSONSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return b, "", 0
-	}
-	i++
-	for {
-		i = skipJSONSpace(b, i)
-		if i >= len(b) || b[i] == '}' {
-			break
+	pyjson.Members(b, 0, func(key []byte, start, end int) {
+		if b[start] != '[' {
+			return
 		}
-		if b[i] == ',' {
-			i++
-			continue
+		for m, name := range contractArrays {
+			if pyjson.KeyIs(key, name) {
+				n, _ := pyjson.Entries(b, start)
+				spans = append(spans, arraySpan{member: m, start: start, end: end, entries: n})
+				return
+			}
 		}
-		keyEnd := jsonStringEnd(b, i)
-		member := contractMember(b[i:keyEnd])
-		i = skipJSONSpace(b, keyEnd)
-		if i < len(b) && b[i] == ':' {
-			i = skipJSONSpace(b, i+1)
-		}
-		if i >= len(b) {
-			break
-		}
-		if member >= 0 && b[i] == '[' {
-			n, end := arrayEntries(b, i)
-			spans = append(spans, arraySpan{member: member, start: i, end: end, entries: n})
-			i = end
-			continue
-		}
-		i = jsonValueEnd(b, i)
-	}
+	})
 
 	// The last of duplicate keys is the one the mapping reads.
 	var last [len(contractArrays)]int
@@ -129,129 +140,6 @@ func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string,
 		}
 	}
 	return append(text, b[copied:]...), over, entries
-}
-
-// contractMember returns the index in contractArrays of the key whose JSON
-// text (quotes included) is key, or -1.
-func contractMember(key []byte) int {
-	if len(key) < 2 {
-		return -1
-	}
-	inner := key[1 : len(key)-1]
-	if bytes.IndexByte(inner, '\\') >= 0 {
-		// An escaped key (rare): decode it as the parser would.
-		var s string
-		if json.Unmarshal(key, &s) != nil {
-			return -1
-		}
-		inner = []byte(s)
-	}
-	for m, name := range contractArrays {
-		if string(inner) == name {
-			return m
-		}
-	}
-	return -1
-}
-
-// arrayEntries counts the entries of the array at b[i] and returns where it ends.
-func arrayEntries(b []byte, i int) (int, int) {
-	j := skipJSONSpace(b, i+1)
-	if j < len(b) && b[j] == ']' {
-		return 0, j + 1
-	}
-	n := 0
-	for j < len(b) {
-		j = jsonValueEnd(b, j)
-		n++
-		j = skipJSONSpace(b, j)
-		if j < len(b) && b[j] == ',' {
-			j = skipJSONSpace(b, j+1)
-			continue
-		}
-		if j < len(b) {
-			j++ // the closing bracket
-		}
-		break
-	}
-	return n, j
-}
-
-// jsonValueEnd returns where the JSON value starting at b[i] ends.
-func jsonValueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return jsonStringEnd(b, i)
-	case '[', '{':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = jsonStringEnd(b, j) - 1
-			case '[', '{':
-				depth++
-			case ']', '}':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	default: // a number, true, false, null or a Python token
-		j := i
-		for j < len(b) {
-			switch b[j] {
-			case ',', ']', '}', ' ', '\t', '\n', '\r':
-				return j
-			}
-			j++
-		}
-		return j
-	}
-}
-
-// jsonStringEnd returns the index just after the string starting at b[i].
-func jsonStringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(b)
-}
-
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// jsonKindOf names the kind of the JSON value that b (validated) holds, as the
-// decode error does, or "" for an object.
-func jsonKindOf(b []byte) string {
-	i := skipJSONSpace(b, 0)
-	if i >= len(b) {
-		return "empty"
-	}
-	switch b[i] {
-	case '{':
-		return ""
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	default:
-		return "number"
-	}
 }
 
 func tooManyEntriesErr(array string, n, limit int) *mappingError {

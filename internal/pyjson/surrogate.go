@@ -56,4 +56,3 @@ func hex4(b []byte) rune {
 	}
 	return r
 }
-

@@ -252,3 +252,24 @@ func BenchmarkReadingToPointHugeReading(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadingToPointHugeMetadata is BenchmarkReadingToPointHugeReading for
+// a 1 MB reading of one value whose bulk is in metadata, or under an unknown
+// key: B/op is what one such reading costs the first time it arrives.
+func BenchmarkReadingToPointHugeMetadata(b *testing.B) {
+	for _, where := range []string{"metadata", "unknown key"} {
+		b.Run(strings.ReplaceAll(where, " ", "_"), func(b *testing.B) {
+			in := hugeBulkReading(1<<20, where)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				p := newTestReadingToPoint(b, "")
+				msg := service.NewMessage(in)
+				b.StartTimer()
+				if _, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -50,33 +50,53 @@ var commaByte = []byte{','}
 var contractArrays = [...]string{"values", "labels", "label"}
 
 // readingPruner is the guard for a reading that may be huge: before it is
-// parsed, the contract arrays over max_fields are emptied in a copy, and the
-// one that makes the reading a validation error is noted.
+// parsed, a copy leaves out what the mapping cannot use, so that what the
+// parser builds stays proportional to what the line needs, whatever the size
+// of the rest. The contract arrays over max_fields are emptied, and the one
+// that makes the reading a validation error is noted; the members the mapping
+// never reads become null: top-level keys the contract does not know (its
+// consumers ignore them), and in metadata what is neither persist,
+// datatype_type nor a configured tag's path (contract.md: the rest of metadata
+// is datatype facts and parser extras of any shape). The error record keeps
+// the whole original; a configured measurement reads the original too.
 type readingPruner struct {
-	limit   int
+	m       *pointMapper
 	buf     []byte // the copy
 	over    string // the array over the limit in the last reading, or ""
 	entries int    // its entries
+	cuts    []textCut
 }
 
-// needed reports whether in may be huge, and readies the pruner for it.
+// textCut replaces b[start:end] with with in the pruned copy.
+type textCut struct {
+	start, end int
+	with       string
+}
+
+// needed reports whether in may be huge, and readies the pruner for it. A
+// reading of fewer commas than max_fields holds fewer JSON values than that
+// (beyond its nesting, which the decoder bounds), and costs little to parse.
 func (p *readingPruner) needed(m *pointMapper, in []byte) bool {
 	if m.maxFields <= 0 || !mayHoldOversizedArray(in, m.maxFields) {
 		return false
 	}
-	p.limit, p.over, p.entries = m.maxFields, "", 0
+	p.m, p.over, p.entries = m, "", 0
 	return true
 }
 
 // Prune implements pyjson.Pruner.
 func (p *readingPruner) Prune(text []byte) []byte {
-	pruned, over, n := oversizedArrays(text, p.limit, p.buf)
+	var pruned []byte
+	pruned, p.over, p.entries, p.cuts = pruneReading(text, p.m.maxFields, p.m.tags, p.buf, p.cuts[:0])
 	if !sameBytes(pruned, text) {
 		p.buf = pruned
 	}
-	p.over, p.entries = over, n
 	return pruned
 }
+
+// mappedMembers are the top-level members the mapping reads, besides the
+// contract arrays and the configured tags' paths.
+var mappedMembers = [...]string{"request_id", "timestamp", "device_id", "metadata"}
 
 // arraySpan is one top-level contract array found in a reading's text.
 type arraySpan struct {
@@ -85,26 +105,35 @@ type arraySpan struct {
 	entries    int
 }
 
-// oversizedArrays walks the top-level object of b, JSON the caller has
+// pruneReading walks the top-level object of b, JSON the caller has
 // validated (Python tokens may stand as scalars), and returns the text to parse
-// in its place: b itself when no contract array has more than limit entries,
-// else a copy, appended to buf, where those arrays are empty. over names the
-// array whose size makes the reading a validation error ("" when none does: an
-// earlier duplicate key, which the mapping ignores anyway, may be the only one
-// over), and entries is its count.
-func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string, entries int) {
+// in its place, a copy appended to buf: contract arrays over limit emptied, and
+// the members the mapping does not read (see readingPruner) null. over names
+// the array whose size makes the reading a validation error ("" when none
+// does: an earlier duplicate key, which the mapping ignores anyway, may be the
+// only one over), and entries is its count. cuts is scratch.
+func pruneReading(b []byte, limit int, tags []tagSpec, buf []byte, cuts []textCut) (text []byte, over string, entries int, _ []textCut) {
 	var found [8]arraySpan
 	spans := found[:0]
 	pyjson.Members(b, 0, func(key []byte, start, end int) {
-		if b[start] != '[' {
-			return
-		}
 		for m, name := range contractArrays {
-			if pyjson.KeyIs(key, name) {
+			if !pyjson.KeyIs(key, name) {
+				continue
+			}
+			if b[start] == '[' {
 				n, _ := pyjson.Entries(b, start)
 				spans = append(spans, arraySpan{member: m, start: start, end: end, entries: n})
-				return
+				if n > limit {
+					cuts = append(cuts, textCut{start: start + 1, end: end - 1})
+				}
 			}
+			return
+		}
+		switch {
+		case pyjson.KeyIs(key, "metadata"):
+			cuts = pruneMetadata(b, start, end, tags, cuts)
+		case !isMappedMember(key, tags):
+			cuts = append(cuts, textCut{start: start, end: end, with: "null"})
 		}
 	})
 
@@ -113,13 +142,8 @@ func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string,
 	for m := range last {
 		last[m] = -1
 	}
-	cut := false
 	for k, s := range spans {
 		last[s.member] = k
-		cut = cut || s.entries > limit
-	}
-	if !cut {
-		return b, "", 0
 	}
 	for m, k := range last {
 		if k < 0 || spans[k].entries <= limit {
@@ -131,15 +155,69 @@ func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string,
 		over, entries = contractArrays[m], spans[k].entries
 		break
 	}
+	if len(cuts) == 0 {
+		return b, over, entries, cuts
+	}
 	text = buf[:0]
 	copied := 0
-	for _, s := range spans {
-		if s.entries > limit {
-			text = append(text, b[copied:s.start+1]...)
-			copied = s.end - 1
+	for _, c := range cuts {
+		text = append(append(text, b[copied:c.start]...), c.with...)
+		copied = c.end
+	}
+	return append(text, b[copied:]...), over, entries, cuts
+}
+
+// pruneMetadata adds the cuts for the metadata value at b[start:end]: its
+// members the mapping does not read become null; an array (a validation
+// error, which names only its type) becomes empty.
+func pruneMetadata(b []byte, start, end int, tags []tagSpec, cuts []textCut) []textCut {
+	switch b[start] {
+	case '[':
+		return append(cuts, textCut{start: start + 1, end: end - 1})
+	case '{':
+	default:
+		return cuts
+	}
+	for i := range tags {
+		if tags[i].kind == tagFromPath && len(tags[i].path) == 1 && tags[i].path[0] == "metadata" {
+			return cuts // a tag of the whole object
 		}
 	}
-	return append(text, b[copied:]...), over, entries
+	pyjson.Members(b, start, func(key []byte, vStart, vEnd int) {
+		if pyjson.KeyIs(key, "persist") || pyjson.KeyIs(key, "datatype_type") || isTagPath(key, "metadata", tags) {
+			return
+		}
+		cuts = append(cuts, textCut{start: vStart, end: vEnd, with: "null"})
+	})
+	return cuts
+}
+
+// isMappedMember reports whether the mapping reads the top-level member key.
+func isMappedMember(key []byte, tags []tagSpec) bool {
+	for _, name := range mappedMembers {
+		if pyjson.KeyIs(key, name) {
+			return true
+		}
+	}
+	return isTagPath(key, "", tags)
+}
+
+// isTagPath reports whether a configured tag's path goes through key: its
+// first segment when parent is "", else its second under parent.
+func isTagPath(key []byte, parent string, tags []tagSpec) bool {
+	for i := range tags {
+		path := tags[i].path
+		if tags[i].kind != tagFromPath {
+			continue
+		}
+		if parent == "" && len(path) > 0 && pyjson.KeyIs(key, path[0]) {
+			return true
+		}
+		if parent != "" && len(path) > 1 && path[0] == parent && pyjson.KeyIs(key, path[1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func tooManyEntriesErr(array string, n, limit int) *mappingError {

@@ -127,6 +127,74 @@ func TestReadingToPointHugeReadingAllocates(t *testing.T) {
 	}
 }
 
+// hugeBulkReading is a reading of about size bytes whose values are one
+// temperature and whose bulk, zeros, sits in a member the line does not need:
+// where says which (metadata.config, or an unknown top-level key).
+func hugeBulkReading(size int, where string) []byte {
+	head := `{"request_id":"huge-bulk","device_id":"d","timestamp":"2025-06-08T18:27:17","values":[21.5],"labels":["t"],`
+	const tail = `0]}}`
+	switch where {
+	case "metadata":
+		head += `"metadata":{"datatype_unit":"C","persist":[true],"config":[`
+	case "unknown key":
+		head += `"metadata":{"datatype_unit":"C"},"extras":{"dump":[`
+	}
+	n := (size - len(head) - len(tail)) / 2
+	return []byte(head + strings.Repeat("0,", n) + tail)
+}
+
+// TestReadingToPointHugeMetadataAllocates maps a 1 MB reading whose bulk is in
+// metadata, or under a key the contract does not know, and checks that it is
+// stored as any other reading (contract.md: metadata carries parser extras of
+// any shape, and unknown keys are ignored) for a small multiple of its size in
+// allocations: the parser builds a value per JSON value, about 200 MB for
+// this reading, unless what the mapping never reads is left out first.
+func TestReadingToPointHugeMetadataAllocates(t *testing.T) {
+	const tsNs = " 1749407237000000000"
+	for _, c := range []struct{ name, where, conf, line string }{
+		{name: "metadata", where: "metadata", line: "d t=21.5" + tsNs},
+		{name: "unknown key", where: "unknown key", line: "d t=21.5" + tsNs},
+		{name: "metadata with a tag from it", where: "metadata", conf: "tags: {unit: metadata.datatype_unit}", line: "d,unit=C t=21.5" + tsNs},
+		{name: "unknown key with a tag from metadata", where: "unknown key", conf: "tags: {unit: metadata.datatype_unit}", line: "d,unit=C t=21.5" + tsNs},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := hugeBulkReading(1<<20, c.where)
+			p := newTestReadingToPoint(t, c.conf)
+			msg := service.NewMessage(in)
+			allocated, out := allocatedByProcess(t, p, msg)
+			if len(out) != 1 || out[0][0].GetError() != nil {
+				t.Fatalf("want the reading mapped, got %v", out)
+			}
+			if line, _ := out[0][0].AsBytes(); string(line) != c.line {
+				t.Errorf("line %q, want %q", line, c.line)
+			}
+			if orig, _ := msg.MetaGet(meta.Original); orig != string(in) {
+				t.Errorf("iot_original is not the input (%d bytes, want %d)", len(orig), len(in))
+			}
+			if limit := uint64(8 * len(in)); allocated > limit {
+				t.Errorf("mapping a %d-byte reading allocated %d bytes, want at most %d", len(in), allocated, limit)
+			} else {
+				t.Logf("mapping a %d-byte reading allocated %d bytes", len(in), allocated)
+			}
+		})
+	}
+}
+
+// allocatedByProcess runs one message through p and returns the bytes that
+// allocated (the runtime's count, not a timing) with the result.
+func allocatedByProcess(t *testing.T, p *readingToPoint, msg *service.Message) (uint64, []service.MessageBatch) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	out, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return after.TotalAlloc - before.TotalAlloc, out
+}
+
 // FuzzOversizedArrays checks the walk that counts the contract arrays without
 // decoding against the parser: for any JSON object, the entries it counts in
 // the last values, labels and label are the parser's, and the text it returns
@@ -162,7 +230,7 @@ func FuzzOversizedArrays(f *testing.F) {
 				delete(counts, string(k))
 			}
 		})
-		text, over, n := oversizedArrays(in, limit, nil)
+		text, over, n, _ := pruneReading(in, limit, nil, nil, nil)
 		if over != "" {
 			if counts[over] != n || n <= limit {
 				t.Fatalf("%s: reported %s with %d entries, the parser counts %d (limit %d)", in, over, n, counts[over], limit)

@@ -195,16 +195,19 @@ func allocatedByProcess(t *testing.T, p *readingToPoint, msg *service.Message) (
 	return after.TotalAlloc - before.TotalAlloc, out
 }
 
-// FuzzOversizedArrays checks the walk that counts the contract arrays without
+// FuzzPruneReading checks the walk that counts the contract arrays without
 // decoding against the parser: for any JSON object, the entries it counts in
 // the last values, labels and label are the parser's, and the text it returns
-// parses to the same object with the arrays over the limit emptied.
-func FuzzOversizedArrays(f *testing.F) {
+// parses to an object of the same members, in which what the mapping reads
+// (request_id, timestamp, device_id, metadata's persist and datatype_type) is
+// unchanged.
+func FuzzPruneReading(f *testing.F) {
 	for _, s := range []string{
 		`{"values":[1,2,3],"labels":["a","b","c"]}`,
 		`{"values":[[1,2],{"a":[3,4]},"x,y]"],"label":["a"],"values":[1,2,3,4]}`,
 		` { "valu\u0065s" : [ 1 , 2 , 3 ] , "x" : { "values" : [1,2,3,4] } } `,
 		`{"labels":[],"values":[null,true,false,-1.5e3,"\"]"]}`,
+		`{"device_id":"d","values":[1],"metadata":{"persist":[true],"x":[1,2,3],"datatype_type":["number"]},"extra":{"a":[1,2]},"metadata":[1,2,3]}`,
 	} {
 		f.Add([]byte(s), 2)
 	}
@@ -246,5 +249,40 @@ func FuzzOversizedArrays(f *testing.F) {
 		if co.Len() != o.Len() {
 			t.Fatalf("%s: the cut text %s has %d members, want %d", in, text, co.Len(), o.Len())
 		}
+		// What the mapping reads besides the arrays is what the reading says.
+		for _, key := range []string{"request_id", "timestamp", "device_id"} {
+			if got, want := lastMemberText(co, key), lastMemberText(o, key); got != want {
+				t.Fatalf("%s: %s is %s in the cut text %s, want %s", in, key, got, text, want)
+			}
+		}
+		md, cmd := lastMember(o, "metadata"), lastMember(co, "metadata")
+		if md != nil && md.Type() == fastjson.TypeObject {
+			mo, _ := md.Object()
+			cmo, _ := cmd.Object()
+			for _, key := range []string{"persist", "datatype_type"} {
+				if got, want := lastMemberText(cmo, key), lastMemberText(mo, key); got != want {
+					t.Fatalf("%s: metadata.%s is %s in the cut text %s, want %s", in, key, got, text, want)
+				}
+			}
+		}
 	})
+}
+
+// lastMember is the value of the last member key of o (the one the mapping
+// reads), or nil.
+func lastMember(o *fastjson.Object, key string) *fastjson.Value {
+	var last *fastjson.Value
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if string(k) == key {
+			last = v
+		}
+	})
+	return last
+}
+
+func lastMemberText(o *fastjson.Object, key string) string {
+	if v := lastMember(o, key); v != nil {
+		return v.String()
+	}
+	return "(absent)"
 }

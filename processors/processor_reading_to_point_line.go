@@ -237,9 +237,11 @@ func (m *pointMapper) appendFields(st *mapState, r *reading, out []byte, lineSta
 				continue
 			}
 		}
-		decl, err := r.declared(i)
-		if err != nil {
-			return out, counts, err
+		decl := declNone
+		if i < len(r.types) {
+			if decl, err = parseDeclared(r.types[i], i); err != nil {
+				return out, counts, err
+			}
 		}
 		reserved := lineprotocol.IsReservedKey(name)
 		if reserved && m.renameReserved {

@@ -168,11 +168,16 @@ func (r *reading) readMetadata(md *fastjson.Value) *mappingError {
 
 // persisted reads metadata.persist for the value at i: its entry in the list
 // (a missing or null entry means store), else the flag for the whole message.
-// Small enough to be inlined: it runs for every value.
+// Small enough to be inlined (the list in persistedEntry): it runs for every
+// value.
 func (r *reading) persisted(i int) (bool, *mappingError) {
 	if r.persistList == nil {
 		return r.persistAll, nil
 	}
+	return r.persistedEntry(i)
+}
+
+func (r *reading) persistedEntry(i int) (bool, *mappingError) {
 	if i >= len(r.persistList) {
 		return true, nil
 	}
@@ -202,15 +207,8 @@ func (r *reading) label(i int) (name string, fromLabel bool, _ *mappingError) {
 	return valueName(i), false, nil
 }
 
-// declared is the type metadata.datatype_type declares for the value at i,
-// declNone when it declares none.
-func (r *reading) declared(i int) (declaredType, *mappingError) {
-	if i >= len(r.types) {
-		return declNone, nil
-	}
-	return parseDeclared(r.types[i], i)
-}
-
+// parseDeclared reads metadata.datatype_type[i], the type declared for the
+// value at i (declNone: none).
 func parseDeclared(v *fastjson.Value, i int) (declaredType, *mappingError) {
 	switch v.Type() {
 	case fastjson.TypeNull:

@@ -257,7 +257,7 @@ func BenchmarkReadingToPointHugeReading(b *testing.B) {
 // a 1 MB reading of one value whose bulk is in metadata, or under an unknown
 // key: B/op is what one such reading costs the first time it arrives.
 func BenchmarkReadingToPointHugeMetadata(b *testing.B) {
-	for _, where := range []string{"metadata", "unknown key"} {
+	for _, where := range []string{"metadata", "unknown key", "persist"} {
 		b.Run(strings.ReplaceAll(where, " ", "_"), func(b *testing.B) {
 			in := hugeBulkReading(1<<20, where)
 			b.ReportAllocs()

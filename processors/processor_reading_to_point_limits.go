@@ -131,7 +131,7 @@ func pruneReading(b []byte, limit int, tags []tagSpec, buf []byte, cuts []textCu
 		}
 		switch {
 		case pyjson.KeyIs(key, "metadata"):
-			cuts = pruneMetadata(b, start, end, tags, cuts)
+			cuts = pruneMetadata(b, start, end, limit, tags, cuts)
 		case !isMappedMember(key, tags):
 			cuts = append(cuts, textCut{start: start, end: end, with: "null"})
 		}
@@ -168,9 +168,10 @@ func pruneReading(b []byte, limit int, tags []tagSpec, buf []byte, cuts []textCu
 }
 
 // pruneMetadata adds the cuts for the metadata value at b[start:end]: its
-// members the mapping does not read become null; an array (a validation
-// error, which names only its type) becomes empty.
-func pruneMetadata(b []byte, start, end int, tags []tagSpec, cuts []textCut) []textCut {
+// members the mapping does not read become null, persist and datatype_type
+// lists keep their first limit entries; an array (a validation error, which
+// names only its type) becomes empty.
+func pruneMetadata(b []byte, start, end, limit int, tags []tagSpec, cuts []textCut) []textCut {
 	switch b[start] {
 	case '[':
 		return append(cuts, textCut{start: start + 1, end: end - 1})
@@ -184,10 +185,19 @@ func pruneMetadata(b []byte, start, end int, tags []tagSpec, cuts []textCut) []t
 		}
 	}
 	pyjson.Members(b, start, func(key []byte, vStart, vEnd int) {
-		if pyjson.KeyIs(key, "persist") || pyjson.KeyIs(key, "datatype_type") || isTagPath(key, "metadata", tags) {
-			return
+		switch {
+		case isTagPath(key, "metadata", tags):
+		case pyjson.KeyIs(key, "persist") || pyjson.KeyIs(key, "datatype_type"):
+			// One entry per value, and values has at most limit entries (else
+			// the reading is refused): the entries beyond are never read.
+			if b[vStart] == '[' {
+				if cut := pyjson.EntriesEnd(b, vStart, limit); cut >= 0 {
+					cuts = append(cuts, textCut{start: cut, end: vEnd - 1})
+				}
+			}
+		default:
+			cuts = append(cuts, textCut{start: vStart, end: vEnd, with: "null"})
 		}
-		cuts = append(cuts, textCut{start: vStart, end: vEnd, with: "null"})
 	})
 	return cuts
 }

@@ -128,19 +128,23 @@ func TestReadingToPointHugeReadingAllocates(t *testing.T) {
 }
 
 // hugeBulkReading is a reading of about size bytes whose values are one
-// temperature and whose bulk, zeros, sits in a member the line does not need:
-// where says which (metadata.config, or an unknown top-level key).
+// temperature and whose bulk sits in a member the line does not need: where
+// says which (metadata.config, an unknown top-level key, or a persist list far
+// longer than values).
 func hugeBulkReading(size int, where string) []byte {
 	head := `{"request_id":"huge-bulk","device_id":"d","timestamp":"2025-06-08T18:27:17","values":[21.5],"labels":["t"],`
-	const tail = `0]}}`
+	item, tail := "0,", `0]}}`
 	switch where {
 	case "metadata":
 		head += `"metadata":{"datatype_unit":"C","persist":[true],"config":[`
 	case "unknown key":
 		head += `"metadata":{"datatype_unit":"C"},"extras":{"dump":[`
+	case "persist":
+		head += `"metadata":{"datatype_unit":"C","persist":[`
+		item, tail = "true,", `false]}}`
 	}
-	n := (size - len(head) - len(tail)) / 2
-	return []byte(head + strings.Repeat("0,", n) + tail)
+	n := (size - len(head) - len(tail)) / len(item)
+	return []byte(head + strings.Repeat(item, n) + tail)
 }
 
 // TestReadingToPointHugeMetadataAllocates maps a 1 MB reading whose bulk is in
@@ -156,6 +160,7 @@ func TestReadingToPointHugeMetadataAllocates(t *testing.T) {
 		{name: "unknown key", where: "unknown key", line: "d t=21.5" + tsNs},
 		{name: "metadata with a tag from it", where: "metadata", conf: "tags: {unit: metadata.datatype_unit}", line: "d,unit=C t=21.5" + tsNs},
 		{name: "unknown key with a tag from metadata", where: "unknown key", conf: "tags: {unit: metadata.datatype_unit}", line: "d,unit=C t=21.5" + tsNs},
+		{name: "persist list", where: "persist", line: "d t=21.5" + tsNs},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			in := hugeBulkReading(1<<20, c.where)
@@ -199,17 +204,18 @@ func allocatedByProcess(t *testing.T, p *readingToPoint, msg *service.Message) (
 // decoding against the parser: for any JSON object, the entries it counts in
 // the last values, labels and label are the parser's, and the text it returns
 // parses to an object of the same members, in which what the mapping reads
-// (request_id, timestamp, device_id, metadata's persist and datatype_type) is
-// unchanged.
+// (request_id, timestamp, device_id, metadata's persist and datatype_type up
+// to limit entries) is unchanged.
 func FuzzPruneReading(f *testing.F) {
 	for _, s := range []string{
 		`{"values":[1,2,3],"labels":["a","b","c"]}`,
 		`{"values":[[1,2],{"a":[3,4]},"x,y]"],"label":["a"],"values":[1,2,3,4]}`,
 		` { "valu\u0065s" : [ 1 , 2 , 3 ] , "x" : { "values" : [1,2,3,4] } } `,
 		`{"labels":[],"values":[null,true,false,-1.5e3,"\"]"]}`,
-		`{"device_id":"d","values":[1],"metadata":{"persist":[true],"x":[1,2,3],"datatype_type":["number"]},"extra":{"a":[1,2]},"metadata":[1,2,3]}`,
+		`{"device_id":"d","values":[1],"metadata":{"persist":[true,false,true],"x":[1,2,3],"datatype_type":["number"]},"extra":{"a":[1,2]},"metadata":[1,2,3]}`,
 	} {
 		f.Add([]byte(s), 2)
+		f.Add([]byte(s), 0)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, limit int) {
 		if limit < 0 || limit > 8 {
@@ -260,8 +266,21 @@ func FuzzPruneReading(f *testing.F) {
 			mo, _ := md.Object()
 			cmo, _ := cmd.Object()
 			for _, key := range []string{"persist", "datatype_type"} {
-				if got, want := lastMemberText(cmo, key), lastMemberText(mo, key); got != want {
-					t.Fatalf("%s: metadata.%s is %s in the cut text %s, want %s", in, key, got, text, want)
+				got, want := lastMember(cmo, key), lastMember(mo, key)
+				if want != nil && want.Type() == fastjson.TypeArray {
+					// A list keeps the entries a value can use, the first limit.
+					all, _ := want.Array()
+					kept, _ := got.Array()
+					if len(kept) != min(len(all), limit) {
+						t.Fatalf("%s: metadata.%s keeps %d entries in the cut text %s, want %d", in, key, len(kept), text, min(len(all), limit))
+					}
+					for i := range kept {
+						if kept[i].String() != all[i].String() {
+							t.Fatalf("%s: metadata.%s[%d] is %s in the cut text %s", in, key, i, kept[i], text)
+						}
+					}
+				} else if g, w := lastMemberText(cmo, key), lastMemberText(mo, key); g != w {
+					t.Fatalf("%s: metadata.%s is %s in the cut text %s, want %s", in, key, g, text, w)
 				}
 			}
 		}

@@ -92,6 +92,34 @@ func Entries(b []byte, i int) (n, end int) {
 	return n, j
 }
 
+// EntriesEnd returns where the first n entries of the array whose text starts
+// at b[i] end (just after the n-th, or after the bracket for none), when the
+// array has more than n; else -1. A cut from there to the closing bracket
+// keeps those n.
+func EntriesEnd(b []byte, i, n int) int {
+	j := skipSpace(b, i+1)
+	if n <= 0 {
+		if j < len(b) && b[j] != ']' {
+			return i + 1
+		}
+		return -1
+	}
+	for k := 0; j < len(b) && b[j] != ']'; k++ {
+		j = valueEnd(b, j)
+		if k+1 == n {
+			if next := skipSpace(b, j); next < len(b) && b[next] == ',' {
+				return j
+			}
+			return -1
+		}
+		j = skipSpace(b, j)
+		if j < len(b) && b[j] == ',' {
+			j = skipSpace(b, j+1)
+		}
+	}
+	return -1
+}
+
 // KeyIs reports whether key, the text of a JSON string (quotes included), says
 // name once its escapes are decoded.
 func KeyIs(key []byte, name string) bool {

@@ -108,7 +108,11 @@ A message that cannot be mapped keeps its content and is marked with an error (r
   reserves (`+"`time`"+`, a leading `+"`_`"+`) unless `+"`reserved_keys: rename`"+`; a string over 64 KiB; more entries in
   `+"`values`"+` (or `+"`labels`"+`) than `+"`max_fields`"+`; a line longer than `+"`max_line_bytes`"+`. Both limits name their setting
   in the reason. `+"`max_fields`"+` is checked before the reading is decoded: a megabyte of `+"`{\"values\":[0,0,...]}`"+` costs
-  a few KB to reject instead of the 355 MB its half a million values took to decode.
+  a few KB to reject instead of the 355 MB its half a million values took to decode. In a reading that large
+  (as many commas as `+"`max_fields`"+`), what the mapping never reads is left out before decoding: keys the
+  contract does not define, and in `+"`metadata`"+` what is neither `+"`persist`"+`, `+"`datatype_type`"+` nor on a `+"`tags`"+` path, and of those two lists the entries beyond `+"`max_fields`"+`.
+  Such a reading is stored as any other, and its bulk costs no memory: a megabyte of parser extras in
+  `+"`metadata`"+` took 236 MB to decode. The error record still carries the whole original.
 
 Counted in `+"`"+rtpMetricMapped+"`, `"+rtpMetricFiltered+"` and `"+rtpMetricRejected+"`"+` (label `+"`kind`"+`).
 

@@ -194,22 +194,6 @@ func BenchmarkGabsMapping(b *testing.B) {
 	reportPerMessage(b, cpu, b.N)
 }
 
-// BenchmarkTokenCheck compares the token check the mapping runs on every message with the full
-// validation it replaced, on the same corpus.
-func BenchmarkTokenCheck(b *testing.B) {
-	msgs := benchMessages(benchCorpus(), 1024)
-	b.Run("tokenError", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			_ = tokenError(msgs[i%len(msgs)])
-		}
-	})
-	b.Run("fastjson.Validate", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			_ = fastjson.ValidateBytes(msgs[i%len(msgs)])
-		}
-	})
-}
-
 // generatedMessages is the stream the end-to-end harness and the demo send (internal/readinggen,
 // default options): the mapper's cost there, not on the hand-written corpus, is what the
 // end-to-end figures depend on.
@@ -228,7 +212,8 @@ func generatedMessages(b *testing.B, n int) ([][]byte, int) {
 }
 
 // BenchmarkReadingToPointMapperGenerated is BenchmarkReadingToPointMapper on the generator's
-// stream with the default mapping, beside the mapper's two passes over the text alone.
+// stream with the default mapping, beside fastjson's parse of the same text alone
+// (internal/pyjson's BenchmarkTokenCheck has the token check).
 func BenchmarkReadingToPointMapperGenerated(b *testing.B) {
 	msgs, mean := generatedMessages(b, 4096)
 	b.Logf("%d messages, %d bytes on average", len(msgs), mean)
@@ -237,11 +222,6 @@ func BenchmarkReadingToPointMapperGenerated(b *testing.B) {
 		var p fastjson.Parser
 		for i := 0; i < b.N; i++ {
 			_, _ = p.ParseBytes(msgs[i%len(msgs)])
-		}
-	})
-	b.Run("tokenError", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			_ = tokenError(msgs[i%len(msgs)])
 		}
 	})
 }
@@ -270,5 +250,26 @@ func BenchmarkReadingToPointHugeReading(b *testing.B) {
 		if _, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkReadingToPointHugeMetadata is BenchmarkReadingToPointHugeReading for
+// a 1 MB reading of one value whose bulk is in metadata, or under an unknown
+// key: B/op is what one such reading costs the first time it arrives.
+func BenchmarkReadingToPointHugeMetadata(b *testing.B) {
+	for _, where := range []string{"metadata", "unknown key", "persist"} {
+		b.Run(strings.ReplaceAll(where, " ", "_"), func(b *testing.B) {
+			in := hugeBulkReading(1<<20, where)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				p := newTestReadingToPoint(b, "")
+				msg := service.NewMessage(in)
+				b.StartTimer()
+				if _, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/preservarium/iot-ingestor/internal/pyjson"
 )
 
 // assertDecodesAsLineProtocol fails unless line is exactly one line-protocol
@@ -132,7 +133,7 @@ func FuzzReadingToPoint(f *testing.F) {
 		if strictObject && decodeErr {
 			t.Fatalf("a valid JSON object was rejected: %v (input %q)", out[0][0].GetError(), input)
 		}
-		if !strictObject && !decodeErr && !hasPythonTokens([]byte(input)) {
+		if !strictObject && !decodeErr && !pyjson.HasPythonTokens([]byte(input)) {
 			t.Fatalf("input that encoding/json rejects was accepted (input %q)", input)
 		}
 		if strictObject && orig != input {

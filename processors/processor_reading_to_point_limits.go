@@ -2,8 +2,9 @@ package processors
 
 import (
 	"bytes"
-	"encoding/json"
 	"strconv"
+
+	"github.com/preservarium/iot-ingestor/internal/pyjson"
 )
 
 // The size limits of a point (max_fields, max_line_bytes) and the guard that
@@ -48,6 +49,55 @@ var commaByte = []byte{','}
 // the order their excess is reported.
 var contractArrays = [...]string{"values", "labels", "label"}
 
+// readingPruner is the guard for a reading that may be huge: before it is
+// parsed, a copy leaves out what the mapping cannot use, so that what the
+// parser builds stays proportional to what the line needs, whatever the size
+// of the rest. The contract arrays over max_fields are emptied, and the one
+// that makes the reading a validation error is noted; the members the mapping
+// never reads become null: top-level keys the contract does not know (its
+// consumers ignore them), and in metadata what is neither persist,
+// datatype_type nor a configured tag's path (contract.md: the rest of metadata
+// is datatype facts and parser extras of any shape). The error record keeps
+// the whole original; a configured measurement reads the original too.
+type readingPruner struct {
+	m       *pointMapper
+	buf     []byte // the copy
+	over    string // the array over the limit in the last reading, or ""
+	entries int    // its entries
+	cuts    []textCut
+}
+
+// textCut replaces b[start:end] with with in the pruned copy.
+type textCut struct {
+	start, end int
+	with       string
+}
+
+// needed reports whether in may be huge, and readies the pruner for it. A
+// reading of fewer commas than max_fields holds fewer JSON values than that
+// (beyond its nesting, which the decoder bounds), and costs little to parse.
+func (p *readingPruner) needed(m *pointMapper, in []byte) bool {
+	if m.maxFields <= 0 || !mayHoldOversizedArray(in, m.maxFields) {
+		return false
+	}
+	p.m, p.over, p.entries = m, "", 0
+	return true
+}
+
+// Prune implements pyjson.Pruner.
+func (p *readingPruner) Prune(text []byte) []byte {
+	var pruned []byte
+	pruned, p.over, p.entries, p.cuts = pruneReading(text, p.m.maxFields, p.m.tags, p.buf, p.cuts[:0])
+	if !sameBytes(pruned, text) {
+		p.buf = pruned
+	}
+	return pruned
+}
+
+// mappedMembers are the top-level members the mapping reads, besides the
+// contract arrays and the configured tags' paths.
+var mappedMembers = [...]string{"request_id", "timestamp", "device_id", "metadata"}
+
 // arraySpan is one top-level contract array found in a reading's text.
 type arraySpan struct {
 	member     int // index in contractArrays
@@ -55,60 +105,45 @@ type arraySpan struct {
 	entries    int
 }
 
-// oversizedArrays walks the top-level object of b, JSON the caller has
+// pruneReading walks the top-level object of b, JSON the caller has
 // validated (Python tokens may stand as scalars), and returns the text to parse
-// in its place: b itself when no contract array has more than limit entries,
-// else a copy, appended to buf, where those arrays are empty. over names the
-// array whose size makes the reading a validation error ("" when none does: an
-// earlier duplicate key, which the mapping ignores anyway, may be the only one
-// over), and entries is its count.
-func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string, entries int) {
+// in its place, a copy appended to buf: contract arrays over limit emptied, and
+// the members the mapping does not read (see readingPruner) null. over names
+// the array whose size makes the reading a validation error ("" when none
+// does: an earlier duplicate key, which the mapping ignores anyway, may be the
+// only one over), and entries is its count. cuts is scratch.
+func pruneReading(b []byte, limit int, tags []tagSpec, buf []byte, cuts []textCut) (text []byte, over string, entries int, _ []textCut) {
 	var found [8]arraySpan
 	spans := found[:0]
-	i := skipJSONSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return b, "", 0
-	}
-	i++
-	for {
-		i = skipJSONSpace(b, i)
-		if i >= len(b) || b[i] == '}' {
-			break
+	pyjson.Members(b, 0, func(key []byte, start, end int) {
+		for m, name := range contractArrays {
+			if !pyjson.KeyIs(key, name) {
+				continue
+			}
+			if b[start] == '[' {
+				n, _ := pyjson.Entries(b, start)
+				spans = append(spans, arraySpan{member: m, start: start, end: end, entries: n})
+				if n > limit {
+					cuts = append(cuts, textCut{start: start + 1, end: end - 1})
+				}
+			}
+			return
 		}
-		if b[i] == ',' {
-			i++
-			continue
+		switch {
+		case pyjson.KeyIs(key, "metadata"):
+			cuts = pruneMetadata(b, start, end, limit, tags, cuts)
+		case !isMappedMember(key, tags):
+			cuts = append(cuts, textCut{start: start, end: end, with: "null"})
 		}
-		keyEnd := jsonStringEnd(b, i)
-		member := contractMember(b[i:keyEnd])
-		i = skipJSONSpace(b, keyEnd)
-		if i < len(b) && b[i] == ':' {
-			i = skipJSONSpace(b, i+1)
-		}
-		if i >= len(b) {
-			break
-		}
-		if member >= 0 && b[i] == '[' {
-			n, end := arrayEntries(b, i)
-			spans = append(spans, arraySpan{member: member, start: i, end: end, entries: n})
-			i = end
-			continue
-		}
-		i = jsonValueEnd(b, i)
-	}
+	})
 
 	// The last of duplicate keys is the one the mapping reads.
 	var last [len(contractArrays)]int
 	for m := range last {
 		last[m] = -1
 	}
-	cut := false
 	for k, s := range spans {
 		last[s.member] = k
-		cut = cut || s.entries > limit
-	}
-	if !cut {
-		return b, "", 0
 	}
 	for m, k := range last {
 		if k < 0 || spans[k].entries <= limit {
@@ -120,138 +155,79 @@ func oversizedArrays(b []byte, limit int, buf []byte) (text []byte, over string,
 		over, entries = contractArrays[m], spans[k].entries
 		break
 	}
+	if len(cuts) == 0 {
+		return b, over, entries, cuts
+	}
 	text = buf[:0]
 	copied := 0
-	for _, s := range spans {
-		if s.entries > limit {
-			text = append(text, b[copied:s.start+1]...)
-			copied = s.end - 1
-		}
+	for _, c := range cuts {
+		text = append(append(text, b[copied:c.start]...), c.with...)
+		copied = c.end
 	}
-	return append(text, b[copied:]...), over, entries
+	return append(text, b[copied:]...), over, entries, cuts
 }
 
-// contractMember returns the index in contractArrays of the key whose JSON
-// text (quotes included) is key, or -1.
-func contractMember(key []byte) int {
-	if len(key) < 2 {
-		return -1
+// pruneMetadata adds the cuts for the metadata value at b[start:end]: its
+// members the mapping does not read become null, persist and datatype_type
+// lists keep their first limit entries; an array (a validation error, which
+// names only its type) becomes empty.
+func pruneMetadata(b []byte, start, end, limit int, tags []tagSpec, cuts []textCut) []textCut {
+	switch b[start] {
+	case '[':
+		return append(cuts, textCut{start: start + 1, end: end - 1})
+	case '{':
+	default:
+		return cuts
 	}
-	inner := key[1 : len(key)-1]
-	if bytes.IndexByte(inner, '\\') >= 0 {
-		// An escaped key (rare): decode it as the parser would.
-		var s string
-		if json.Unmarshal(key, &s) != nil {
-			return -1
-		}
-		inner = []byte(s)
-	}
-	for m, name := range contractArrays {
-		if string(inner) == name {
-			return m
+	for i := range tags {
+		if tags[i].kind == tagFromPath && len(tags[i].path) == 1 && tags[i].path[0] == "metadata" {
+			return cuts // a tag of the whole object
 		}
 	}
-	return -1
-}
-
-// arrayEntries counts the entries of the array at b[i] and returns where it ends.
-func arrayEntries(b []byte, i int) (int, int) {
-	j := skipJSONSpace(b, i+1)
-	if j < len(b) && b[j] == ']' {
-		return 0, j + 1
-	}
-	n := 0
-	for j < len(b) {
-		j = jsonValueEnd(b, j)
-		n++
-		j = skipJSONSpace(b, j)
-		if j < len(b) && b[j] == ',' {
-			j = skipJSONSpace(b, j+1)
-			continue
-		}
-		if j < len(b) {
-			j++ // the closing bracket
-		}
-		break
-	}
-	return n, j
-}
-
-// jsonValueEnd returns where the JSON value starting at b[i] ends.
-func jsonValueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return jsonStringEnd(b, i)
-	case '[', '{':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = jsonStringEnd(b, j) - 1
-			case '[', '{':
-				depth++
-			case ']', '}':
-				depth--
-				if depth == 0 {
-					return j + 1
+	pyjson.Members(b, start, func(key []byte, vStart, vEnd int) {
+		switch {
+		case isTagPath(key, "metadata", tags):
+		case pyjson.KeyIs(key, "persist") || pyjson.KeyIs(key, "datatype_type"):
+			// One entry per value, and values has at most limit entries (else
+			// the reading is refused): the entries beyond are never read.
+			if b[vStart] == '[' {
+				if cut := pyjson.EntriesEnd(b, vStart, limit); cut >= 0 {
+					cuts = append(cuts, textCut{start: cut, end: vEnd - 1})
 				}
 			}
+		default:
+			cuts = append(cuts, textCut{start: vStart, end: vEnd, with: "null"})
 		}
-		return len(b)
-	default: // a number, true, false, null or a Python token
-		j := i
-		for j < len(b) {
-			switch b[j] {
-			case ',', ']', '}', ' ', '\t', '\n', '\r':
-				return j
-			}
-			j++
-		}
-		return j
-	}
+	})
+	return cuts
 }
 
-// jsonStringEnd returns the index just after the string starting at b[i].
-func jsonStringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
+// isMappedMember reports whether the mapping reads the top-level member key.
+func isMappedMember(key []byte, tags []tagSpec) bool {
+	for _, name := range mappedMembers {
+		if pyjson.KeyIs(key, name) {
+			return true
 		}
 	}
-	return len(b)
+	return isTagPath(key, "", tags)
 }
 
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
+// isTagPath reports whether a configured tag's path goes through key: its
+// first segment when parent is "", else its second under parent.
+func isTagPath(key []byte, parent string, tags []tagSpec) bool {
+	for i := range tags {
+		path := tags[i].path
+		if tags[i].kind != tagFromPath {
+			continue
+		}
+		if parent == "" && len(path) > 0 && pyjson.KeyIs(key, path[0]) {
+			return true
+		}
+		if parent != "" && len(path) > 1 && path[0] == parent && pyjson.KeyIs(key, path[1]) {
+			return true
+		}
 	}
-	return i
-}
-
-// jsonKindOf names the kind of the JSON value that b (validated) holds, as the
-// decode error does, or "" for an object.
-func jsonKindOf(b []byte) string {
-	i := skipJSONSpace(b, 0)
-	if i >= len(b) {
-		return "empty"
-	}
-	switch b[i] {
-	case '{':
-		return ""
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	default:
-		return "number"
-	}
+	return false
 }
 
 func tooManyEntriesErr(array string, n, limit int) *mappingError {

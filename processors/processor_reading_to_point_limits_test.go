@@ -105,19 +105,12 @@ func TestReadingToPointHugeReadingAllocates(t *testing.T) {
 	p := newTestReadingToPoint(t, "")
 	msg := service.NewMessage(in)
 	msg.MetaSetMut("kafka_timestamp_ms", "1749996800123")
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	out, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
-	runtime.ReadMemStats(&after)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, out := allocatedByProcess(t, p, msg)
 	if len(out) != 1 || out[0][0].GetError() == nil || !strings.Contains(out[0][0].GetError().Error(), "(max_fields)") {
 		t.Fatalf("want the reading rejected for max_fields, got %v", out)
 	}
 	const limit = 8 << 20
-	if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+	if got > limit {
 		t.Errorf("mapping a 1 MB reading allocated %d bytes, want at most %d", got, limit)
 	} else {
 		t.Logf("mapping a %d-byte reading allocated %d bytes", len(in), got)
@@ -127,18 +120,95 @@ func TestReadingToPointHugeReadingAllocates(t *testing.T) {
 	}
 }
 
-// FuzzOversizedArrays checks the walk that counts the contract arrays without
+// hugeBulkReading is a reading of about size bytes whose values are one
+// temperature and whose bulk sits in a member the line does not need: where
+// says which (metadata.config, an unknown top-level key, or a persist list far
+// longer than values).
+func hugeBulkReading(size int, where string) []byte {
+	head := `{"request_id":"huge-bulk","device_id":"d","timestamp":"2025-06-08T18:27:17","values":[21.5],"labels":["t"],`
+	item, tail := "0,", `0]}}`
+	switch where {
+	case "metadata":
+		head += `"metadata":{"datatype_unit":"C","persist":[true],"config":[`
+	case "unknown key":
+		head += `"metadata":{"datatype_unit":"C"},"extras":{"dump":[`
+	case "persist":
+		head += `"metadata":{"datatype_unit":"C","persist":[`
+		item, tail = "true,", `false]}}`
+	}
+	n := (size - len(head) - len(tail)) / len(item)
+	return []byte(head + strings.Repeat(item, n) + tail)
+}
+
+// TestReadingToPointHugeMetadataAllocates maps a 1 MB reading whose bulk is in
+// metadata, or under a key the contract does not know, and checks that it is
+// stored as any other reading (contract.md: metadata carries parser extras of
+// any shape, and unknown keys are ignored) for a small multiple of its size in
+// allocations: the parser builds a value per JSON value, about 200 MB for
+// this reading, unless what the mapping never reads is left out first.
+func TestReadingToPointHugeMetadataAllocates(t *testing.T) {
+	const tsNs = " 1749407237000000000"
+	for _, c := range []struct{ name, where, conf, line string }{
+		{name: "metadata", where: "metadata", line: "d t=21.5" + tsNs},
+		{name: "unknown key", where: "unknown key", line: "d t=21.5" + tsNs},
+		{name: "metadata with a tag from it", where: "metadata", conf: "tags: {unit: metadata.datatype_unit}", line: "d,unit=C t=21.5" + tsNs},
+		{name: "unknown key with a tag from metadata", where: "unknown key", conf: "tags: {unit: metadata.datatype_unit}", line: "d,unit=C t=21.5" + tsNs},
+		{name: "persist list", where: "persist", line: "d t=21.5" + tsNs},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := hugeBulkReading(1<<20, c.where)
+			p := newTestReadingToPoint(t, c.conf)
+			msg := service.NewMessage(in)
+			allocated, out := allocatedByProcess(t, p, msg)
+			if len(out) != 1 || out[0][0].GetError() != nil {
+				t.Fatalf("want the reading mapped, got %v", out)
+			}
+			if line, _ := out[0][0].AsBytes(); string(line) != c.line {
+				t.Errorf("line %q, want %q", line, c.line)
+			}
+			if orig, _ := msg.MetaGet(meta.Original); orig != string(in) {
+				t.Errorf("iot_original is not the input (%d bytes, want %d)", len(orig), len(in))
+			}
+			if limit := uint64(8 * len(in)); allocated > limit {
+				t.Errorf("mapping a %d-byte reading allocated %d bytes, want at most %d", len(in), allocated, limit)
+			} else {
+				t.Logf("mapping a %d-byte reading allocated %d bytes", len(in), allocated)
+			}
+		})
+	}
+}
+
+// allocatedByProcess runs one message through p and returns the bytes that
+// allocated (the runtime's count, not a timing) with the result.
+func allocatedByProcess(t *testing.T, p *readingToPoint, msg *service.Message) (uint64, []service.MessageBatch) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	out, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return after.TotalAlloc - before.TotalAlloc, out
+}
+
+// FuzzPruneReading checks the walk that counts the contract arrays without
 // decoding against the parser: for any JSON object, the entries it counts in
 // the last values, labels and label are the parser's, and the text it returns
-// parses to the same object with the arrays over the limit emptied.
-func FuzzOversizedArrays(f *testing.F) {
+// parses to an object of the same members, in which what the mapping reads
+// (request_id, timestamp, device_id, metadata's persist and datatype_type up
+// to limit entries) is unchanged.
+func FuzzPruneReading(f *testing.F) {
 	for _, s := range []string{
 		`{"values":[1,2,3],"labels":["a","b","c"]}`,
 		`{"values":[[1,2],{"a":[3,4]},"x,y]"],"label":["a"],"values":[1,2,3,4]}`,
 		` { "valu\u0065s" : [ 1 , 2 , 3 ] , "x" : { "values" : [1,2,3,4] } } `,
 		`{"labels":[],"values":[null,true,false,-1.5e3,"\"]"]}`,
+		`{"device_id":"d","values":[1],"metadata":{"persist":[true,false,true],"x":[1,2,3],"datatype_type":["number"]},"extra":{"a":[1,2]},"metadata":[1,2,3]}`,
 	} {
 		f.Add([]byte(s), 2)
+		f.Add([]byte(s), 0)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, limit int) {
 		if limit < 0 || limit > 8 {
@@ -162,7 +232,7 @@ func FuzzOversizedArrays(f *testing.F) {
 				delete(counts, string(k))
 			}
 		})
-		text, over, n := oversizedArrays(in, limit, nil)
+		text, over, n, _ := pruneReading(in, limit, nil, nil, nil)
 		if over != "" {
 			if counts[over] != n || n <= limit {
 				t.Fatalf("%s: reported %s with %d entries, the parser counts %d (limit %d)", in, over, n, counts[over], limit)
@@ -178,5 +248,53 @@ func FuzzOversizedArrays(f *testing.F) {
 		if co.Len() != o.Len() {
 			t.Fatalf("%s: the cut text %s has %d members, want %d", in, text, co.Len(), o.Len())
 		}
+		// What the mapping reads besides the arrays is what the reading says.
+		for _, key := range []string{"request_id", "timestamp", "device_id"} {
+			if got, want := lastMemberText(co, key), lastMemberText(o, key); got != want {
+				t.Fatalf("%s: %s is %s in the cut text %s, want %s", in, key, got, text, want)
+			}
+		}
+		md, cmd := lastMember(o, "metadata"), lastMember(co, "metadata")
+		if md != nil && md.Type() == fastjson.TypeObject {
+			mo, _ := md.Object()
+			cmo, _ := cmd.Object()
+			for _, key := range []string{"persist", "datatype_type"} {
+				got, want := lastMember(cmo, key), lastMember(mo, key)
+				if want != nil && want.Type() == fastjson.TypeArray {
+					// A list keeps the entries a value can use, the first limit.
+					all, _ := want.Array()
+					kept, _ := got.Array()
+					if len(kept) != min(len(all), limit) {
+						t.Fatalf("%s: metadata.%s keeps %d entries in the cut text %s, want %d", in, key, len(kept), text, min(len(all), limit))
+					}
+					for i := range kept {
+						if kept[i].String() != all[i].String() {
+							t.Fatalf("%s: metadata.%s[%d] is %s in the cut text %s", in, key, i, kept[i], text)
+						}
+					}
+				} else if g, w := lastMemberText(cmo, key), lastMemberText(mo, key); g != w {
+					t.Fatalf("%s: metadata.%s is %s in the cut text %s, want %s", in, key, g, text, w)
+				}
+			}
+		}
 	})
+}
+
+// lastMember is the value of the last member key of o (the one the mapping
+// reads), or nil.
+func lastMember(o *fastjson.Object, key string) *fastjson.Value {
+	var last *fastjson.Value
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if string(k) == key {
+			last = v
+		}
+	})
+	return last
+}
+
+func lastMemberText(o *fastjson.Object, key string) string {
+	if v := lastMember(o, key); v != nil {
+		return v.String()
+	}
+	return "(absent)"
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-	"github.com/valyala/fastjson"
 
 	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
 )
@@ -52,20 +51,20 @@ func matchAny(patterns []string, name string) string {
 // collectValueTags finds the values of the field_tags labels in a message,
 // with the same rules as fields (persist, include, exclude), and keeps their
 // text in the state for the tag loop.
-func (m *pointMapper) collectValueTags(st *mapState, vals, nameList []*fastjson.Value, namesKey string, persistAll bool, persistList []*fastjson.Value) *mappingError {
+func (m *pointMapper) collectValueTags(st *mapState, r *reading) *mappingError {
 	if cap(st.valueTags) < len(m.tags) {
 		st.valueTags = make([]valueTag, len(m.tags))
 	}
 	st.valueTags = st.valueTags[:len(m.tags)]
 	clear(st.valueTags)
 	st.valueTagText = st.valueTagText[:0]
-	for i, v := range vals {
-		if keep, err := persisted(persistAll, persistList, i); err != nil {
+	for i, v := range r.values {
+		if keep, err := r.persisted(i); err != nil {
 			return err
 		} else if !keep {
 			continue
 		}
-		label, fromLabel, err := valueLabel(nameList, namesKey, i)
+		label, fromLabel, err := r.label(i)
 		if err != nil {
 			return err
 		}
@@ -75,11 +74,11 @@ func (m *pointMapper) collectValueTags(st *mapState, vals, nameList []*fastjson.
 		}
 		tag := &m.tags[ti]
 		if st.valueTags[ti].seen {
-			return fieldNameErr(label, namesKey, fromLabel, i, "appears more than once in the message")
+			return fieldNameErr(label, r.namesKey, fromLabel, i, "appears more than once in the message")
 		}
 		text := st.tagText(v)
 		if why := lineprotocol.CheckName(text); text != "" && why != "" {
-			return validationErr("tag " + quoteForError(tag.key) + " from " + labelPlace(namesKey, fromLabel, i) + " " + quoteForError(text) + " " + why)
+			return validationErr("tag " + quoteForError(tag.key) + " from " + labelPlace(r.namesKey, fromLabel, i) + " " + quoteForError(text) + " " + why)
 		}
 		start := len(st.valueTagText)
 		st.valueTagText = append(st.valueTagText, text...)

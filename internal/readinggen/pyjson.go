@@ -3,8 +3,8 @@ package readinggen
 import (
 	"math"
 	"strconv"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/preservarium/iot-ingestor/internal/pyjson"
 )
 
 // The stage-2 normalizer is Python: its bytes come from json.dumps. This file
@@ -87,7 +87,7 @@ func (st pyStyle) encode(buf []byte, v any) []byte {
 	case bigInt:
 		return append(buf, t...)
 	case float64:
-		return append(buf, pyFloatRepr(t)...)
+		return pyjson.AppendFloat(buf, t)
 	case string:
 		return st.encodeString(buf, t)
 	case []any:
@@ -122,114 +122,9 @@ func (st pyStyle) sep(buf []byte, c byte) []byte {
 	return buf
 }
 
-const hexDigits = "0123456789abcdef"
-
-func appendU(buf []byte, r rune) []byte {
-	return append(buf, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
-}
-
-// encodeString follows CPython's encoder: ", \ and the five short escapes
-// always; other control characters as \u00XX; with ensure_ascii everything
-// outside printable ASCII (DEL included) as lowercase \uXXXX, surrogate pairs
-// beyond the BMP.
+// encodeString follows CPython's encoder (pyjson.AppendString).
 func (st pyStyle) encodeString(buf []byte, s string) []byte {
-	buf = append(buf, '"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			buf = append(buf, '\\', '"')
-		case '\\':
-			buf = append(buf, '\\', '\\')
-		case '\n':
-			buf = append(buf, '\\', 'n')
-		case '\r':
-			buf = append(buf, '\\', 'r')
-		case '\t':
-			buf = append(buf, '\\', 't')
-		case '\b':
-			buf = append(buf, '\\', 'b')
-		case '\f':
-			buf = append(buf, '\\', 'f')
-		default:
-			switch {
-			case r < 0x20:
-				buf = appendU(buf, r)
-			case st.ensureASCII && r >= 0x7f:
-				if r > 0xffff {
-					r -= 0x10000
-					buf = appendU(buf, 0xd800+(r>>10))
-					buf = appendU(buf, 0xdc00+(r&0x3ff))
-				} else {
-					buf = appendU(buf, r)
-				}
-			default:
-				buf = utf8.AppendRune(buf, r)
-			}
-		}
-	}
-	return append(buf, '"')
-}
-
-// pyFloatRepr is Python's repr(float): the shortest round-tripping digits,
-// always with a fraction or an exponent; scientific notation when the decimal
-// exponent is below -4 or at least 16, with a signed two-digit exponent.
-func pyFloatRepr(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "NaN"
-	case math.IsInf(f, 1):
-		return "Infinity"
-	case math.IsInf(f, -1):
-		return "-Infinity"
-	}
-	e := strconv.FormatFloat(f, 'e', -1, 64) // -d.ddde±dd
-	neg := strings.HasPrefix(e, "-")
-	if neg {
-		e = e[1:]
-	}
-	mant, expStr, _ := strings.Cut(e, "e")
-	exp, _ := strconv.Atoi(expStr)
-	digits := strings.Replace(mant, ".", "", 1)
-
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	if exp < -4 || exp >= 16 {
-		b.WriteByte(digits[0])
-		if len(digits) > 1 {
-			b.WriteByte('.')
-			b.WriteString(digits[1:])
-		}
-		b.WriteByte('e')
-		if exp < 0 {
-			b.WriteByte('-')
-			exp = -exp
-		} else {
-			b.WriteByte('+')
-		}
-		if exp < 10 {
-			b.WriteByte('0')
-		}
-		b.WriteString(strconv.Itoa(exp))
-		return b.String()
-	}
-	if exp < 0 {
-		b.WriteString("0.")
-		b.WriteString(strings.Repeat("0", -exp-1))
-		b.WriteString(digits)
-		return b.String()
-	}
-	if len(digits) <= exp+1 {
-		b.WriteString(digits)
-		b.WriteString(strings.Repeat("0", exp+1-len(digits)))
-		b.WriteString(".0")
-		return b.String()
-	}
-	b.WriteString(digits[:exp+1])
-	b.WriteByte('.')
-	b.WriteString(digits[exp+1:])
-	return b.String()
+	return pyjson.AppendString(buf, s, st.ensureASCII)
 }
 
 // jsonText is the canonical text a nested value is expected to be stored as:

@@ -1,8 +1,6 @@
 package readinggen
 
 import (
-	"math"
-	"strconv"
 	"testing"
 )
 
@@ -39,31 +37,6 @@ func BenchmarkExpectationLine(b *testing.B) {
 		}
 		i++
 	}
-}
-
-// FuzzPyFloatRepr: Python's repr must read back as the same float, always
-// carry a fraction or an exponent, and never look like an integer literal.
-func FuzzPyFloatRepr(f *testing.F) {
-	for _, x := range []float64{0, 21.5, 48, 1e16, 1e-5, 123456789012345.6, -0.0, math.MaxFloat64, math.SmallestNonzeroFloat64} {
-		f.Add(math.Float64bits(x))
-	}
-	f.Fuzz(func(t *testing.T, bits uint64) {
-		x := math.Float64frombits(bits)
-		s := pyFloatRepr(x)
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			if s != "NaN" && s != "Infinity" && s != "-Infinity" {
-				t.Fatalf("pyFloatRepr(%v) = %q", x, s)
-			}
-			return
-		}
-		y, err := strconv.ParseFloat(s, 64)
-		if err != nil || y != x || math.Signbit(y) != math.Signbit(x) {
-			t.Fatalf("pyFloatRepr(%v) = %q reads back as %v (%v)", x, s, y, err)
-		}
-		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
-			t.Fatalf("pyFloatRepr(%v) = %q looks like an integer literal", x, s)
-		}
-	})
 }
 
 // FuzzParseExpectation: lines from a file must never crash the reader.

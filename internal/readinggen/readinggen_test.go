@@ -46,24 +46,6 @@ func TestPythonJSONDumpsBytes(t *testing.T) {
 	}
 }
 
-func TestPythonFloatRepr(t *testing.T) {
-	// repr() of each float in CPython 3.
-	for _, tc := range []struct {
-		f    float64
-		want string
-	}{
-		{0.1, "0.1"}, {1e22, "1e+22"}, {1e16, "1e+16"}, {9999999999999998.0, "9999999999999998.0"},
-		{1e-4, "0.0001"}, {1.234e-7, "1.234e-07"}, {5e-324, "5e-324"},
-		{1.7976931348623157e308, "1.7976931348623157e+308"}, {100.0, "100.0"}, {0.5, "0.5"},
-		{123.456, "123.456"}, {2.5e-05, "2.5e-05"}, {-1e16, "-1e+16"}, {1e15, "1000000000000000.0"},
-		{48.0, "48.0"}, {-3.5, "-3.5"}, {0, "0.0"},
-	} {
-		if got := pyFloatRepr(tc.f); got != tc.want {
-			t.Errorf("pyFloatRepr(%v) = %q, want %q", tc.f, got, tc.want)
-		}
-	}
-}
-
 func TestIsoformat(t *testing.T) {
 	ts := time.Date(2025, 6, 8, 18, 27, 17, 476623000, time.UTC)
 	for _, tc := range []struct {

@@ -1,0 +1,4 @@
+package pyjson
+
+// TokenError is the token check, for the benchmarks of package pyjson_test.
+var TokenError = tokenError

@@ -44,8 +44,8 @@ acknowledged, and its source delivers it again.
 
 It costs one Go check per message (no Bloblang); a batch without errors is handed to `+"`store`"+`
 unchanged, with no split or copy. Measured in CPU time per message against the engine's
-`+"`fallback`"+` whose first output fails the messages carrying an error (BenchmarkRouting, one
-run each): 0.75 of its CPU with 3% bad readings and 0.6 with 20% (in two runs); with none,
+`+"`fallback`"+` whose first output fails the messages carrying an error (BenchmarkRouting, two
+runs of -count 6): 0.75 of its CPU with 3% bad readings and 0.6 with 20%; with none,
 the same within the noise (0.9 and 1.1: both then hand the batch on unchanged), where a
 `+"`switch`"+` on `+"`errored()`"+` in front was measured at 10% more CPU for the whole pipeline (README,
 "Performance").

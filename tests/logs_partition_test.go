@@ -25,7 +25,8 @@ import (
 // TestLogWarnsWhenAPartitionIsHeldBack: an undecodable record leads partition 0 and the error
 // topic refuses every write, so its batch is rejected again and again; once partition 0 holds
 // checkpoint_limit records behind it, the input pauses that partition and must say so at WARN,
-// naming the partition and the limit. Partition 1 goes on meanwhile.
+// naming the partition and the limit, and kafka_partition_stalled_seconds must count the stall.
+// Partition 1 goes on meanwhile.
 func TestLogWarnsWhenAPartitionIsHeldBack(t *testing.T) {
 	s := newStack(t, stackOptions{partitions: 2})
 	readings := generate(t, 41, 600, 0)
@@ -62,9 +63,31 @@ func TestLogWarnsWhenAPartitionIsHeldBack(t *testing.T) {
 	if refused.Load() == 0 {
 		t.Fatal("no write to the error topic was refused: the scenario did not happen")
 	}
+	// The same stall on /metrics: partition 0's commit stands still while it has lag; partition
+	// 1, which nothing holds, is consumed to its end and never stalls for long.
+	stalled := func(partition string) float64 {
+		return metricWith(p.metrics(), "kafka_partition_stalled_seconds", "partition", partition)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for stalled("0") < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("kafka_partition_stalled_seconds{partition=\"0\"} = %v after the hold, want it rising (5 s or more)", stalled("0"))
+		}
+		time.Sleep(time.Second)
+	}
+	if v := stalled("1"); v >= 5 {
+		t.Errorf("kafka_partition_stalled_seconds{partition=\"1\"} = %v: partition 1 is not held", v)
+	}
 
 	refuse.Store(false)
 	s.waitDrained(120 * time.Second)
+	deadline = time.Now().Add(15 * time.Second) // the lag refresh runs every 5 s
+	for stalled("0") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("kafka_partition_stalled_seconds{partition=\"0\"} = %v once everything is committed, want 0", stalled("0"))
+		}
+		time.Sleep(time.Second)
+	}
 	extra := map[string]string{sourceKey(&readinggen.Source{Topic: inputTopic, Partition: 0, Offset: poison.Offset}): "decode"}
 	report(t, "held-back-log", s.verify(readings, extra), 0)
 }

@@ -110,6 +110,56 @@ func TestStoreOrReportRoutesAndMergesVerdicts(t *testing.T) {
 	}
 }
 
+// TestStoreOrReportWholeBatches covers the two batches that go to one child whole, without a
+// split: one without errors, of which store rejects a message (it must still be reported, and
+// only it), and one where every message carries an error (all reported, none stored).
+func TestStoreOrReportWholeBatches(t *testing.T) {
+	b := startKafka(t, devbroker.Options{Topics: []string{"stored", "reported"}, Partitions: 1})
+	send, _ := storeOrReportStream(t, b.SeedBrokers(), b.SeedBrokers())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	clean := service.MessageBatch{
+		reading("ok-1", "stored", nil),
+		reading("ok-2", "stored", nil),
+		reading("rejected-1", "", nil), // the store output fails it: an empty topic
+		reading("ok-3", "stored", nil),
+	}
+	if err := send(ctx, clean); err != nil {
+		t.Fatalf("the batch without errors not acknowledged: %v", err)
+	}
+	allBad := service.MessageBatch{
+		reading("bad-1", "stored", errors.New("decode: not JSON")),
+		reading("bad-2", "stored", errors.New("validation: values is empty")),
+	}
+	if err := send(ctx, allBad); err != nil {
+		t.Fatalf("the batch of errored readings not acknowledged: %v", err)
+	}
+	var stored []string
+	for _, r := range readAll(t, b.SeedBrokers(), "stored", 3) {
+		stored = append(stored, string(r.Value))
+	}
+	sort.Strings(stored)
+	if want := []string{`{"request_id": "ok-1"}`, `{"request_id": "ok-2"}`, `{"request_id": "ok-3"}`}; fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Fatalf("stored %q, want %q", stored, want)
+	}
+	reported := map[string]errorRecord{}
+	for _, r := range readAll(t, b.SeedBrokers(), "reported", 3) {
+		reported[string(r.Key)] = decodeRecord(t, r)
+	}
+	if r := reported["rejected-1"]; r.Kind != "write" || !strings.Contains(r.Error, "empty string") {
+		t.Errorf("the rejected reading's record: %+v", r)
+	}
+	if r := reported["bad-1"]; r.Kind != "decode" || r.Error != "decode: not JSON" {
+		t.Errorf("bad-1's record: %+v", r)
+	}
+	if r := reported["bad-2"]; r.Kind != "validation" || r.Error != "validation: values is empty" {
+		t.Errorf("bad-2's record: %+v", r)
+	}
+	if len(reported) != 3 {
+		t.Errorf("reported %d records (%v), want 3", len(reported), reported)
+	}
+}
+
 // The engine sees the router's connection only: a child that is not connected must show there.
 func TestStoreOrReportReadsChildConnections(t *testing.T) {
 	b := startKafka(t, devbroker.Options{Topics: []string{"stored", "reported"}, Partitions: 1})

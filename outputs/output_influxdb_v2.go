@@ -148,12 +148,12 @@ either complete or stay unacknowledged, to be redelivered.
 
 ### Performance
 
-The engine hands the output up to `+"`max_in_flight`"+` batches at once; at most two write requests are in
-flight, and the batches that queue meanwhile are merged into the next request (group commit: up to
-`+"`"+ifoFieldMaxRequestBytes+"`"+` together, never waiting for more to arrive). InfluxDB's cost is mostly per
-request, so small batches (one per partition) still make large requests. Each message keeps its own
-verdict in a merged request: a rejected point fails only its message, an outage fails every batch of
-the request (left unacknowledged, retried). Batch where failures stay per message
+At most `+"`max_in_flight`"+` write requests are in flight, and the engine may hand the output eight
+batches per request; the batches that queue while every request is in flight are merged into the
+next request (group commit: up to `+"`"+ifoFieldMaxRequestBytes+"`"+` together, never waiting for more to
+arrive). InfluxDB's cost is mostly per request, so small batches (one per partition) still make
+large requests. Each message keeps its own verdict in a merged request: a rejected point fails
+only its message, an outage fails every batch of the request (left unacknowledged, retried). Batch where failures stay per message
 (at the input, per partition), not with this output's own `+"`batching`"+` policy when a `+"`fallback`"+`
 follows: the engine reduces a merged batch's errors to one error per upstream transaction.`).
 		Fields(
@@ -188,7 +188,7 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 				Example(false),
 			service.NewTLSToggledField(ifoFieldTLS),
 			service.NewIntField(ifoFieldMaxInFlight).
-				Description("Maximum number of batches the engine hands the output at the same time; those that wait while two requests are in flight are merged into the next request.").
+				Description("Maximum number of write requests to InfluxDB at the same time. The engine may hand the output eight times as many batches at once: those that wait while every request is in flight are merged into the next request.").
 				Default(8).
 				Example(16),
 			service.NewIntField(ifoFieldMaxRequestBytes).
@@ -287,7 +287,7 @@ func init() {
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}
-			return w, pol, w.maxInFlight, nil
+			return w, pol, w.maxInFlight * ifoBatchesPerRequest, nil
 		})
 }
 
@@ -562,7 +562,7 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	opts := influxdb2.DefaultOptions().SetHTTPClient(w.httpClient)
 	w.client = influxdb2.NewClientWithOptions(w.serverURL, token, opts)
 	w.closeCtx, w.closeFn = context.WithCancel(context.Background())
-	w.commit = newGroupCommit(w, min(w.maxInFlight, ifoRequestsInFlight))
+	w.commit = newGroupCommit(w, w.maxInFlight)
 	w.bufPool.New = func() any { return new(bytes.Buffer) }
 	w.gzPool.New = func() any {
 		// klauspost's gzip at BestSpeed: about twice the speed of the

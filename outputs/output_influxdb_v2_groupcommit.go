@@ -18,10 +18,13 @@ import (
 // caller's messages, so a rejected point fails only its own message, and an outage fails
 // every caller of the request with service.ErrNotConnected.
 
-// ifoRequestsInFlight bounds the write requests in flight at once. Two keep InfluxDB busy
-// while the next request fills (one parses while the other waits for its WAL); more would
-// only cut the merged requests smaller.
-const ifoRequestsInFlight = 2
+// ifoBatchesPerRequest is how many batches the engine may hand the output per request slot
+// (max_in_flight): the engine's own bound on concurrent WriteBatch calls is then
+// max_in_flight x this. Handing over more batches than requests is what lets them merge: with
+// as many batches as requests, what is outstanding at InfluxDB would stay as small as before
+// and the larger requests would only be fewer. The memory is the input's: it holds these
+// batches until they are acknowledged either way (KAFKA_CHECKPOINT_LIMIT per partition).
+const ifoBatchesPerRequest = 8
 
 // writeJob is one WriteBatch call's lines waiting to be written.
 type writeJob struct {

@@ -18,6 +18,14 @@ import (
 // Group commit against the real InfluxDB 1.8, behind the fault injector as a recording proxy
 // (and, for the outage, as the part of the path that fails).
 
+// gcSlots is the tests' max_in_flight: the requests in flight at once.
+const gcSlots = 2
+
+// gcConf is the writer's configuration in these tests, through proxy.
+func gcConf(proxy *influxtest.FaultInjector, srv *influxtest.Server, extra string) string {
+	return itWriterConf(proxy.URL(), srv.Token(), itDB, fmt.Sprintf("max_in_flight: %d\n%s", gcSlots, extra))
+}
+
 // mergeBatches is n batches of perBatch lines of measurement gc, batch b's lines tagged b=b<b>.
 func mergeBatches(n, perBatch int) []service.MessageBatch {
 	out := make([]service.MessageBatch, n)
@@ -46,17 +54,17 @@ func writeMerged(t *testing.T, w *influxWriter, proxy *influxtest.FaultInjector,
 		}()
 	}
 	// The first two take the request slots; wait until the proxy holds each.
-	for b := 0; b < ifoRequestsInFlight; b++ {
+	for b := 0; b < gcSlots; b++ {
 		call(b)
 		waitFor(t, fmt.Sprintf("write %d in flight", b), func() bool { return len(proxy.Writes()) == b+1 })
 	}
-	for b := ifoRequestsInFlight; b < len(batches); b++ {
+	for b := gcSlots; b < len(batches); b++ {
 		call(b)
 	}
 	waitFor(t, "the other batches queued", func() bool {
 		w.commit.mu.Lock()
 		defer w.commit.mu.Unlock()
-		return len(w.commit.queue) == len(batches)-ifoRequestsInFlight
+		return len(w.commit.queue) == len(batches)-gcSlots
 	})
 	wg.Wait()
 	return errs
@@ -64,7 +72,7 @@ func writeMerged(t *testing.T, w *influxWriter, proxy *influxtest.FaultInjector,
 
 // holdFirstTwo delays the first two writes long enough for the rest to queue behind them.
 func holdFirstTwo(n int, _ influxtest.WriteRequest) influxtest.Fault {
-	if n < ifoRequestsInFlight {
+	if n < gcSlots {
 		return influxtest.Fault{Delay: 300 * time.Millisecond}
 	}
 	return influxtest.Pass
@@ -85,7 +93,7 @@ func TestInfluxIntegrationGroupCommitMergesQueuedBatches(t *testing.T) {
 	srv.CreateDatabase(itDB)
 	proxy := influxtest.NewFaultInjector(t, srv.URL())
 	proxy.Plan(holdFirstTwo)
-	w := newTestInfluxWriter(t, itWriterConf(proxy.URL(), srv.Token(), itDB, "gzip: false"))
+	w := newTestInfluxWriter(t, gcConf(proxy, srv, "gzip: false"))
 	const n, per = 6, 50
 	for b, err := range writeMerged(t, w, proxy, mergeBatches(n, per)) {
 		if err != nil {
@@ -93,11 +101,11 @@ func TestInfluxIntegrationGroupCommitMergesQueuedBatches(t *testing.T) {
 		}
 	}
 	writes := proxy.Writes()
-	if len(writes) != ifoRequestsInFlight+1 {
-		t.Fatalf("%d requests for %d batches, want %d: the %d queued batches in one", len(writes), n, ifoRequestsInFlight+1, n-ifoRequestsInFlight)
+	if len(writes) != gcSlots+1 {
+		t.Fatalf("%d requests for %d batches, want %d: the %d queued batches in one", len(writes), n, gcSlots+1, n-gcSlots)
 	}
-	if got := batchesIn(writes[ifoRequestsInFlight]); got != n-ifoRequestsInFlight {
-		t.Errorf("the merged request holds lines of %d batches, want %d", got, n-ifoRequestsInFlight)
+	if got := batchesIn(writes[gcSlots]); got != n-gcSlots {
+		t.Errorf("the merged request holds lines of %d batches, want %d", got, n-gcSlots)
 	}
 	if c := srv.Count(itDB, "gc", "v"); c != n*per {
 		t.Errorf("stored %d points, want %d", c, n*per)
@@ -113,7 +121,7 @@ func TestInfluxIntegrationGroupCommitRejectedPointFailsOnlyItsMessage(t *testing
 	srv.CreateDatabase(itDB)
 	proxy := influxtest.NewFaultInjector(t, srv.URL())
 	proxy.Plan(holdFirstTwo)
-	w := newTestInfluxWriter(t, itWriterConf(proxy.URL(), srv.Token(), itDB, ""))
+	w := newTestInfluxWriter(t, gcConf(proxy, srv, ""))
 	const n, per = 5, 40
 	batches := mergeBatches(n, per)
 	const badBatch, badMsg = 3, 17 // queued, so written in the merged request
@@ -131,9 +139,9 @@ func TestInfluxIntegrationGroupCommitRejectedPointFailsOnlyItsMessage(t *testing
 	if len(failed) != 1 || !strings.HasPrefix(failed[badMsg], "write: rejected by InfluxDB (400): unable to parse") {
 		t.Fatalf("batch %d failed %v, want only message %d, unable to parse", badBatch, failed, badMsg)
 	}
-	merged := proxy.Writes()[ifoRequestsInFlight]
-	if batchesIn(merged) != n-ifoRequestsInFlight {
-		t.Fatalf("the bad point's request held %d batches, want the %d queued", batchesIn(merged), n-ifoRequestsInFlight)
+	merged := proxy.Writes()[gcSlots]
+	if batchesIn(merged) != n-gcSlots {
+		t.Fatalf("the bad point's request held %d batches, want the %d queued", batchesIn(merged), n-gcSlots)
 	}
 	if c := srv.Count(itDB, "gc", "v"); c != n*per-1 {
 		t.Errorf("stored %d points, want every one but the bad: %d", c, n*per-1)
@@ -150,7 +158,7 @@ func TestInfluxIntegrationGroupCommitOutageFailsEveryMergedBatch(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	proxy.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
-		if n < ifoRequestsInFlight {
+		if n < gcSlots {
 			return influxtest.Fault{Delay: 300 * time.Millisecond}
 		}
 		if down.Load() {
@@ -158,13 +166,13 @@ func TestInfluxIntegrationGroupCommitOutageFailsEveryMergedBatch(t *testing.T) {
 		}
 		return influxtest.Pass
 	})
-	w := newTestInfluxWriter(t, itWriterConf(proxy.URL(), srv.Token(), itDB, ""))
+	w := newTestInfluxWriter(t, gcConf(proxy, srv, ""))
 	recordWaits(w)
 	const n, per = 5, 30
 	batches := mergeBatches(n, per)
 	errs := writeMerged(t, w, proxy, batches)
 	for b, err := range errs {
-		if b < ifoRequestsInFlight {
+		if b < gcSlots {
 			if err != nil {
 				t.Errorf("batch %d, written before the outage: %v", b, err)
 			}
@@ -178,11 +186,11 @@ func TestInfluxIntegrationGroupCommitOutageFailsEveryMergedBatch(t *testing.T) {
 	if r := w.counts.retries.Load(); r != 3 {
 		t.Errorf("%d retries counted, want 3 (one request, max_retries 2)", r)
 	}
-	if writes := proxy.Writes(); len(writes) != ifoRequestsInFlight+3 || batchesIn(writes[ifoRequestsInFlight]) != n-ifoRequestsInFlight {
+	if writes := proxy.Writes(); len(writes) != gcSlots+3 || batchesIn(writes[gcSlots]) != n-gcSlots {
 		t.Errorf("%d requests, want the 2 held and the merged one tried 3 times", len(writes))
 	}
-	if c := srv.Count(itDB, "gc", "v"); c != ifoRequestsInFlight*per {
-		t.Errorf("stored %d points during the outage, want only the first %d batches' %d", c, ifoRequestsInFlight, ifoRequestsInFlight*per)
+	if c := srv.Count(itDB, "gc", "v"); c != gcSlots*per {
+		t.Errorf("stored %d points during the outage, want only the first %d batches' %d", c, gcSlots, gcSlots*per)
 	}
 	// As the engine does: reconnect, resend what failed.
 	down.Store(false)
@@ -195,7 +203,7 @@ func TestInfluxIntegrationGroupCommitOutageFailsEveryMergedBatch(t *testing.T) {
 	if !connected {
 		t.Fatal("no connect passed after the outage")
 	}
-	for b := ifoRequestsInFlight; b < n; b++ {
+	for b := gcSlots; b < n; b++ {
 		if err := w.WriteBatch(context.Background(), batches[b]); err != nil {
 			t.Errorf("batch %d after the outage: %v", b, err)
 		}

@@ -68,7 +68,9 @@ func TestInfluxGroupCommitWithdrawsCancelledQueuedBatch(t *testing.T) {
 // requests than batches, and no slot is left held (a lost slot would hang later calls).
 func TestInfluxGroupCommitManyCallers(t *testing.T) {
 	fi := influxtest.NewFaultInjector(t, "")
-	fi.Plan(func(int, influxtest.WriteRequest) influxtest.Fault { return influxtest.Fault{Delay: 5 * time.Millisecond} })
+	fi.Plan(func(int, influxtest.WriteRequest) influxtest.Fault {
+		return influxtest.Fault{Delay: 5 * time.Millisecond}
+	})
 	w := newTestInfluxWriter(t, stubConf(fi.URL(), "max_in_flight: 2"))
 	const callers, rounds, per = 16, 10, 5
 	var wg sync.WaitGroup

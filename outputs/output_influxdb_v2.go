@@ -78,8 +78,8 @@ func influxdbV2OutputSpec() *service.ConfigSpec {
 		Summary("Writes line-protocol messages to InfluxDB 2.x (or 1.8's 2.x compatibility API) and acknowledges a message only once InfluxDB has stored it.").
 		Description(`
 Each message holds one or more line-protocol lines (as the `+"`influx_point`"+` mapping produces
-them). The messages of a batch are sent in one `+"`POST /api/v2/write`"+` request, or in several
-when their lines exceed `+"`"+ifoFieldMaxRequestBytes+"`"+`.
+them). The messages of a batch, with those of other batches waiting at the same time, are sent in
+one `+"`POST /api/v2/write`"+` request, or in several when their lines exceed `+"`"+ifoFieldMaxRequestBytes+"`"+`.
 
 ### Which answers count
 
@@ -148,7 +148,12 @@ either complete or stay unacknowledged, to be redelivered.
 
 ### Performance
 
-Batches are written concurrently up to `+"`max_in_flight`"+`. Batch where failures stay per message
+At most `+"`max_in_flight`"+` write requests are in flight, and the engine may hand the output eight
+batches per request; the batches that queue while every request is in flight are merged into the
+next request (group commit: up to `+"`"+ifoFieldMaxRequestBytes+"`"+` together, never waiting for more to
+arrive). InfluxDB's cost is mostly per request, so small batches (one per partition) still make
+large requests. Each message keeps its own verdict in a merged request: a rejected point fails
+only its message, an outage fails every batch of the request (left unacknowledged, retried). Batch where failures stay per message
 (at the input, per partition), not with this output's own `+"`batching`"+` policy when a `+"`fallback`"+`
 follows: the engine reduces a merged batch's errors to one error per upstream transaction.`).
 		Fields(
@@ -183,7 +188,7 @@ follows: the engine reduces a merged batch's errors to one error per upstream tr
 				Example(false),
 			service.NewTLSToggledField(ifoFieldTLS),
 			service.NewIntField(ifoFieldMaxInFlight).
-				Description("Maximum number of batches written at the same time.").
+				Description("Maximum number of write requests to InfluxDB at the same time. The engine may hand the output eight times as many batches at once: those that wait while every request is in flight are merged into the next request.").
 				Default(8).
 				Example(16),
 			service.NewIntField(ifoFieldMaxRequestBytes).
@@ -282,7 +287,7 @@ func init() {
 			if err != nil {
 				return nil, service.BatchPolicy{}, 0, err
 			}
-			return w, pol, w.maxInFlight, nil
+			return w, pol, w.maxInFlight * ifoBatchesPerRequest, nil
 		})
 }
 
@@ -306,6 +311,8 @@ func (r influxRetry) wait(n int, retryAfter time.Duration) time.Duration {
 // influxCounts are the output's counters as plain numbers.
 type influxCounts struct {
 	written, rejected, split, retries atomic.Int64
+	// requests counts the write requests with points that InfluxDB stored.
+	requests atomic.Int64
 }
 
 // influxHealth is what the writer knows of the path to InfluxDB between calls: whether data
@@ -370,6 +377,9 @@ type influxWriter struct {
 	health    influxHealth
 	problemMu sync.Mutex
 	problem   string
+
+	// commit merges the batches of concurrent WriteBatch calls into requests.
+	commit *groupCommit
 
 	bufPool sync.Pool
 	gzPool  sync.Pool
@@ -552,6 +562,7 @@ func newInfluxWriterFromConfig(conf *service.ParsedConfig, mgr *service.Resource
 	opts := influxdb2.DefaultOptions().SetHTTPClient(w.httpClient)
 	w.client = influxdb2.NewClientWithOptions(w.serverURL, token, opts)
 	w.closeCtx, w.closeFn = context.WithCancel(context.Background())
+	w.commit = newGroupCommit(w, w.maxInFlight)
 	w.bufPool.New = func() any { return new(bytes.Buffer) }
 	w.gzPool.New = func() any {
 		// klauspost's gzip at BestSpeed: about twice the speed of the

@@ -22,11 +22,20 @@ type influxBatch struct {
 	fails map[int]error
 }
 
-// bucketGroup is the messages of a batch bound for one bucket, in batch order.
+// lineRef is one message's lines in a request: message i of a WriteBatch call's batch b.
+// A merged request holds the messages of several calls (see groupCommit).
+type lineRef struct {
+	b *influxBatch
+	i int
+}
+
+func (r lineRef) lines() []byte { return r.b.lines[r.i] }
+
+// bucketGroup is the messages bound for one bucket, in the order of their calls and batches.
 type bucketGroup struct {
 	bucket   string
 	writeURL string
-	idx      []int
+	refs     []lineRef
 }
 
 // WriteBatch stores every message of the batch or says which failed. It
@@ -93,8 +102,12 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 		points += n
 	}
 	w.mBatch.Set(int64(points))
-	for _, g := range w.groupByBucket(idx, buckets) {
-		if err := w.writeGroup(ctx, &b, g); err != nil {
+	if len(idx) > 0 {
+		size := 0
+		for _, i := range idx {
+			size += len(b.lines[i]) + 1
+		}
+		if err := w.commit.write(ctx, &writeJob{b: &b, idx: idx, buckets: buckets, size: size}); err != nil {
 			return err
 		}
 	}
@@ -130,43 +143,61 @@ func (w *influxWriter) WriteBatch(ctx context.Context, batch service.MessageBatc
 	return bErr
 }
 
-// groupByBucket splits the messages to write by bucket: one group with the fixed bucket, or a
-// group per routed bucket in the order of first appearance.
-func (w *influxWriter) groupByBucket(idx []int, buckets []string) []bucketGroup {
-	if buckets == nil {
-		if len(idx) == 0 {
-			return nil
+// writeJobs writes the lines of the jobs taken together, per bucket, in requests under
+// max_request_bytes. Rejected messages fail in their own batch's fails; an outage that
+// outlasts the retries returns service.ErrNotConnected for all the jobs (lines stored
+// before it are rewritten on redelivery, which is harmless).
+func (w *influxWriter) writeJobs(ctx context.Context, jobs []*writeJob) error {
+	for _, g := range w.groupByBucket(jobs) {
+		if err := w.writeGroup(ctx, g); err != nil {
+			return err
 		}
-		return []bucketGroup{{bucket: w.bucket, writeURL: w.writeURL, idx: idx}}
+	}
+	return nil
+}
+
+// groupByBucket splits the jobs' messages by bucket: one group with the fixed bucket, or a
+// group per routed bucket in the order of first appearance.
+func (w *influxWriter) groupByBucket(jobs []*writeJob) []bucketGroup {
+	if w.bucketRoute == nil {
+		g := bucketGroup{bucket: w.bucket, writeURL: w.writeURL}
+		for _, j := range jobs {
+			for _, i := range j.idx {
+				g.refs = append(g.refs, lineRef{j.b, i})
+			}
+		}
+		return []bucketGroup{g}
 	}
 	var groups []bucketGroup
 	at := map[string]int{}
-	for _, i := range idx {
-		g, ok := at[buckets[i]]
-		if !ok {
-			g = len(groups)
-			at[buckets[i]] = g
-			groups = append(groups, bucketGroup{bucket: buckets[i], writeURL: w.routedWriteURL(buckets[i])})
+	for _, j := range jobs {
+		for _, i := range j.idx {
+			g, ok := at[j.buckets[i]]
+			if !ok {
+				g = len(groups)
+				at[j.buckets[i]] = g
+				groups = append(groups, bucketGroup{bucket: j.buckets[i], writeURL: w.routedWriteURL(j.buckets[i])})
+			}
+			groups[g].refs = append(groups[g].refs, lineRef{j.b, i})
 		}
-		groups[g].idx = append(groups[g].idx, i)
 	}
 	return groups
 }
 
-// writeGroup writes one bucket's messages in requests under max_request_bytes, in batch order.
-func (w *influxWriter) writeGroup(ctx context.Context, b *influxBatch, g bucketGroup) error {
-	idx := g.idx
-	for start := 0; start < len(idx); {
+// writeGroup writes one bucket's messages in requests under max_request_bytes, in order.
+func (w *influxWriter) writeGroup(ctx context.Context, g bucketGroup) error {
+	refs := g.refs
+	for start := 0; start < len(refs); {
 		end, size := start, 0
-		for end < len(idx) && size+len(b.lines[idx[end]])+1 <= w.maxRequestBytes {
-			size += len(b.lines[idx[end]]) + 1
+		for end < len(refs) && size+len(refs[end].lines())+1 <= w.maxRequestBytes {
+			size += len(refs[end].lines()) + 1
 			end++
 		}
-		if start > 0 || end < len(idx) {
+		if start > 0 || end < len(refs) {
 			w.mSplit.Incr(1)
 			w.counts.split.Add(1)
 		}
-		if err := w.writeRange(ctx, b, g, idx[start:end]); err != nil {
+		if err := w.writeRange(ctx, g, refs[start:end]); err != nil {
 			return err
 		}
 		start = end
@@ -174,10 +205,10 @@ func (w *influxWriter) writeGroup(ctx context.Context, b *influxBatch, g bucketG
 	return nil
 }
 
-// writeRange writes the messages idx; on rejected points or a 413 it halves the
+// writeRange writes the messages refs; on rejected points or a 413 it halves the
 // range until the rejected messages stand alone and records their errors.
-func (w *influxWriter) writeRange(ctx context.Context, b *influxBatch, g bucketGroup, idx []int) error {
-	a, err := w.send(ctx, b, g, idx)
+func (w *influxWriter) writeRange(ctx context.Context, g bucketGroup, refs []lineRef) error {
+	a, err := w.send(ctx, g, refs)
 	if err != nil {
 		return err
 	}
@@ -187,41 +218,41 @@ func (w *influxWriter) writeRange(ctx context.Context, b *influxBatch, g bucketG
 	case outcomeBucketMissing:
 		// The messages name a bucket InfluxDB does not have: theirs to fail, so they reach
 		// the error topic and can be redriven once it exists.
-		for _, i := range idx {
-			b.fails[i] = meta.WriteError(fmt.Sprintf("bucket %q not found in InfluxDB (404): %s; create it, then redrive", g.bucket, a.message))
-			n := int64(bytes.Count(b.lines[i], []byte{'\n'}) + 1)
+		for _, r := range refs {
+			r.b.fails[r.i] = meta.WriteError(fmt.Sprintf("bucket %q not found in InfluxDB (404): %s; create it, then redrive", g.bucket, a.message))
+			n := int64(bytes.Count(r.lines(), []byte{'\n'}) + 1)
 			w.mRejected.Incr(n)
 			w.counts.rejected.Add(n)
 		}
 		return nil
 	case outcomeRejected, outcomeTooLarge:
-		if len(idx) == 1 {
-			i := idx[0]
+		if len(refs) == 1 {
+			r := refs[0]
 			if a.outcome == outcomeTooLarge {
-				b.fails[i] = meta.WriteError(fmt.Sprintf("too large for InfluxDB (413): message of %d bytes exceeds the server's request size limit (%s)", len(b.lines[i]), a.message))
+				r.b.fails[r.i] = meta.WriteError(fmt.Sprintf("too large for InfluxDB (413): message of %d bytes exceeds the server's request size limit (%s)", len(r.lines()), a.message))
 			} else {
-				b.fails[i] = meta.WriteError(fmt.Sprintf("rejected by InfluxDB (%d): %s", a.status, a.message))
+				r.b.fails[r.i] = meta.WriteError(fmt.Sprintf("rejected by InfluxDB (%d): %s", a.status, a.message))
 			}
-			n := int64(bytes.Count(b.lines[i], []byte{'\n'}) + 1)
+			n := int64(bytes.Count(r.lines(), []byte{'\n'}) + 1)
 			w.mRejected.Incr(n)
 			w.counts.rejected.Add(n)
 			return nil
 		}
 		w.mSplit.Incr(1)
 		w.counts.split.Add(1)
-		half := len(idx) / 2
-		if err := w.writeRange(ctx, b, g, idx[:half]); err != nil {
+		half := len(refs) / 2
+		if err := w.writeRange(ctx, g, refs[:half]); err != nil {
 			return err
 		}
-		return w.writeRange(ctx, b, g, idx[half:])
+		return w.writeRange(ctx, g, refs[half:])
 	}
 	return service.ErrNotConnected
 }
 
-// send posts the messages idx in one request, retrying outages in place.
+// send posts the messages refs in one request, retrying outages in place.
 // It returns service.ErrNotConnected when the outage outlasts the retries,
 // on a deployment problem, or when ctx ends (shutdown: left unacknowledged).
-func (w *influxWriter) send(ctx context.Context, b *influxBatch, g bucketGroup, idx []int) (influxAnswer, error) {
+func (w *influxWriter) send(ctx context.Context, g bucketGroup, refs []lineRef) (influxAnswer, error) {
 	body := w.bufPool.Get().(*bytes.Buffer)
 	defer w.bufPool.Put(body)
 	body.Reset()
@@ -234,10 +265,10 @@ func (w *influxWriter) send(ctx context.Context, b *influxBatch, g bucketGroup, 
 	} else {
 		raw = body
 	}
-	for _, i := range idx {
-		raw.Write(b.lines[i])
+	for _, r := range refs {
+		raw.Write(r.lines())
 		raw.WriteByte('\n')
-		points += bytes.Count(b.lines[i], []byte{'\n'}) + 1
+		points += bytes.Count(r.lines(), []byte{'\n'}) + 1
 	}
 	if w.gzip {
 		zw := w.gzPool.Get().(*gzip.Writer)
@@ -261,7 +292,8 @@ func (w *influxWriter) send(ctx context.Context, b *influxBatch, g bucketGroup, 
 			w.mLatency.Timing(time.Since(start).Nanoseconds())
 			w.mWritten.Incr(int64(points))
 			w.counts.written.Add(int64(points))
-			w.observeStoreDelay(b, idx)
+			w.counts.requests.Add(1)
+			w.observeStoreDelay(refs)
 			w.writeStored()
 			return a, nil
 		case outcomeRejected, outcomeTooLarge, outcomeBucketMissing:
@@ -293,10 +325,10 @@ func (w *influxWriter) send(ctx context.Context, b *influxBatch, g bucketGroup, 
 }
 
 // observeStoreDelay records, per message just stored, the time from its Kafka record to now.
-func (w *influxWriter) observeStoreDelay(b *influxBatch, idx []int) {
+func (w *influxWriter) observeStoreDelay(refs []lineRef) {
 	now := w.now().UnixMilli()
-	for _, i := range idx {
-		if ms := b.recordMs[i]; ms > 0 {
+	for _, r := range refs {
+		if ms := r.b.recordMs[r.i]; ms > 0 {
 			// A record stamped ahead of this host's clock counts as no delay.
 			w.mDelay.Timing(max(now-ms, 0) * int64(time.Millisecond))
 		}

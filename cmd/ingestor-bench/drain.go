@@ -29,6 +29,7 @@ import (
 type wholeOptions struct {
 	backlog        int
 	runs           string
+	moreRuns       string
 	timeout        time.Duration
 	stall          time.Duration
 	rawConcurrency int
@@ -36,6 +37,8 @@ type wholeOptions struct {
 	telegrafConf   string
 	starlark       string
 	logLevel       string
+	// baseBin is another ingestor binary (an earlier commit's) for the NAME@base runs.
+	baseBin string
 }
 
 // The configurations a whole-run drain can measure, in the order they run. Telegraf runs before
@@ -55,12 +58,14 @@ func registerWholeFlags(w *wholeOptions) {
 	flag.IntVar(&w.backlog, "whole-backlog", 1000000, "messages pre-loaded for the whole-run drains (-runs wholeN: N partitions, e.g. whole6,whole12)")
 	flag.StringVar(&w.runs, "whole-runs", wholeDefaultRuns, "configurations of each whole-run drain, comma separated: "+strings.Join(wholeRunOrder, ", ")+
 		"; groups: raw (raw5000,raw100), batch (INFLUXDB_BATCH_SIZE alone at 100 to 10000), all. The raw runs are measured on the first partition count only (partitions do not matter to a raw write)")
+	flag.StringVar(&w.moreRuns, "whole-more-runs", "", "configurations of the whole-run drains on the partition counts after the first (whole6,whole48: on 48), as -whole-runs; empty: the same as -whole-runs")
 	flag.DurationVar(&w.timeout, "whole-timeout", 3*time.Minute, "a whole-run drain not complete by then is reported with its share stored")
 	flag.DurationVar(&w.stall, "whole-stall", 30*time.Second, "a whole-run drain whose count stays the same this long (after its first value) is reported as stalled")
 	flag.IntVar(&w.rawConcurrency, "whole-raw-concurrency", 4, "concurrent posts of the raw whole-run writes")
 	flag.StringVar(&w.telegraf, "telegraf", ".tools/bin/telegraf", "Telegraf binary for the telegraf run (scripts/install-telegraf.sh builds it)")
 	flag.StringVar(&w.telegrafConf, "telegraf-config", "bench/telegraf/telegraf.conf", "Telegraf's configuration for the telegraf run")
 	flag.StringVar(&w.starlark, "telegraf-mapping", "bench/telegraf/mapping.star", "the Starlark mapping telegraf.conf loads")
+	flag.StringVar(&w.baseBin, "whole-base-bin", "", "an earlier build of the ingestor for the runs named NAME@base in -whole-runs (shipped@base, high-volume@base, batch500@base ...): the same configuration with that binary, in the same run, so a change is measured against its base")
 	flag.StringVar(&w.logLevel, "whole-log-level", "", "LOG_LEVEL of the ingestor in the whole-run drains (empty: the pipeline's default); DEBUG/TRACE show what start-up does, and cost time")
 }
 
@@ -136,23 +141,30 @@ func selectWholeRuns(spec string) ([]string, error) {
 			}
 			continue
 		}
+		conf, base := strings.CutSuffix(name, baseSuffix)
 		known := false
 		for _, n := range wholeRunOrder {
-			known = known || n == name
+			known = known || n == conf
 		}
-		if !known {
-			return nil, fmt.Errorf("-whole-runs: %q is not one of %s, or a group (raw, batch, all)", name, strings.Join(wholeRunOrder, ", "))
+		if !known || (base && (conf == "telegraf" || strings.HasPrefix(conf, "raw"))) {
+			return nil, fmt.Errorf("-whole-runs: %q is not one of %s, a group (raw, batch, all), or an ingestor run with %s", name, strings.Join(wholeRunOrder, ", "), baseSuffix)
 		}
 		want[name] = true
 	}
+	// Each base run right after its own configuration, so that the two see the same load.
 	var out []string
 	for _, n := range wholeRunOrder {
-		if want[n] {
-			out = append(out, n)
+		for _, v := range []string{n, n + baseSuffix} {
+			if want[v] {
+				out = append(out, v)
+			}
 		}
 	}
 	return out, nil
 }
+
+// baseSuffix marks a run of -whole-base-bin instead of the binary measured.
+const baseSuffix = "@base"
 
 // wholePartitions reads the wholeN entries of -runs.
 func wholePartitions(runs map[string]bool) ([]int, error) {
@@ -188,13 +200,19 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 	if err != nil {
 		return err
 	}
+	moreNames := names
+	if w.moreRuns != "" {
+		if moreNames, err = selectWholeRuns(w.moreRuns); err != nil {
+			return err
+		}
+	}
 	for _, p := range []*string{&w.telegraf, &w.telegrafConf, &w.starlark} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}
 	}
 	wantTelegraf := false
-	for _, n := range names {
+	for _, n := range append(names, moreNames...) {
 		wantTelegraf = wantTelegraf || n == "telegraf"
 	}
 	if wantTelegraf {
@@ -211,7 +229,10 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 
 	var results []wholeResult
 	rawDone := false
-	for _, n := range parts {
+	for pi, n := range parts {
+		if pi > 0 {
+			names = moreNames
+		}
 		needLines := !rawDone && (contains(names, "raw5000") || contains(names, "raw100"))
 		s := env.backlog
 		if s == nil || n != env.o.partitions || s.messages != w.backlog || needLines {
@@ -224,7 +245,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			if !needLines {
 				m = nil
 			}
-			if s, err = preload(ctx, env.brokers, topic, w.backlog, 0, env.o.seed+2, m); err != nil {
+			if s, err = preload(ctx, env.brokers, topic, w.backlog, 0, env.o.seed+2, env.o.devices, m); err != nil {
 				return err
 			}
 			fmt.Printf("== whole-run drains, %d partitions: pre-loaded %s: %d messages (%.1f MB, %d points, %d field values) in %v\n",
@@ -330,6 +351,7 @@ func contains(xs []string, x string) bool {
 
 // wholeBatch is the points per write of a configuration, for the table.
 func wholeBatch(name string, o options) string {
+	name = strings.TrimSuffix(name, baseSuffix)
 	switch {
 	case name == "telegraf":
 		return "5000"
@@ -361,6 +383,13 @@ func wholeProcess(env wholeEnv, w wholeOptions, name string, s *stream, db strin
 	vars := map[string]string{}
 	var args []string
 	bin := o.bin
+	name, base := strings.CutSuffix(name, baseSuffix)
+	if base {
+		if w.baseBin == "" {
+			return p, fmt.Errorf("-whole-runs %s%s needs -whole-base-bin", name, baseSuffix)
+		}
+		bin = w.baseBin
+	}
 	switch {
 	case name == "telegraf":
 		bin = w.telegraf
@@ -405,6 +434,9 @@ func wholeProcess(env wholeEnv, w wholeOptions, name string, s *stream, db strin
 			return p, fmt.Errorf("no whole-run configuration %q", name)
 		}
 		args = append(args, o.shippedConf)
+	}
+	if base {
+		p.describe += ", with the base build " + bin
 	}
 	if err := env.influx.createDatabase(db); err != nil {
 		return p, err

@@ -22,6 +22,13 @@ func TestSelectWholeRuns(t *testing.T) {
 	if all, _ := selectWholeRuns("all"); !reflect.DeepEqual(all, wholeRunOrder) {
 		t.Errorf("all = %v, want %v", all, wholeRunOrder)
 	}
+	got, err = selectWholeRuns("high-volume@base,shipped,high-volume,shipped@base")
+	if want := []string{"shipped", "shipped@base", "high-volume", "high-volume@base"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("selectWholeRuns with base runs = %v, %v, want %v", got, err, want)
+	}
+	if _, err := selectWholeRuns("telegraf@base"); err == nil {
+		t.Error("telegraf@base accepted: only the ingestor has a base build")
+	}
 	if _, err := selectWholeRuns("raw,telegraph"); err == nil {
 		t.Error("a misspelt run was accepted")
 	}

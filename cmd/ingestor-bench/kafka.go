@@ -30,10 +30,11 @@ type stream struct {
 
 // preload produces count generated readings to topic, keyed by device, with the reading's
 // time as the record time (as cmd/readings-gen does). With mapper set it also keeps each
-// stored message's line protocol.
-func preload(ctx context.Context, brokers string, topic string, count int, badShare float64, seed int64, mapper *service.OwnedProcessor) (*stream, error) {
+// stored message's line protocol. devices is the number of distinct device ids (series).
+func preload(ctx context.Context, brokers string, topic string, count int, badShare float64, seed int64, devices int, mapper *service.OwnedProcessor) (*stream, error) {
 	opts := readinggen.DefaultOptions()
 	opts.BadShare = badShare
+	opts.Devices = devices
 	gen, err := readinggen.New(seed, opts)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/readinggen"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 
@@ -44,6 +45,7 @@ type options struct {
 	messages, backlog        int
 	floodShare               float64
 	partitions               int
+	devices                  int
 	shippedBatch, tunedBatch int
 	shippedFlush, tunedFlush int
 	rawConcurrency           []int
@@ -71,6 +73,7 @@ func main() {
 	flag.IntVar(&o.backlog, "backlog", 1000000, "messages in the backlog stream (0: no backlog runs)")
 	flag.Float64Var(&o.floodShare, "flood-share", 0.2, "share of bad messages in the poison flood")
 	flag.IntVar(&o.partitions, "partitions", 12, "partitions of each topic")
+	flag.IntVar(&o.devices, "devices", readinggen.DefaultOptions().Devices, "distinct devices (series) in the generated streams; a message's key is its device, so devices spread over the partitions")
 	flag.IntVar(&o.shippedBatch, "shipped-batch", 100, "INFLUXDB_BATCH_SIZE of the shipped runs (the shipped default)")
 	flag.IntVar(&o.shippedFlush, "shipped-flush-ms", 5000, "INFLUXDB_FLUSH_INTERVAL_MS of the shipped runs (the shipped default)")
 	flag.IntVar(&o.tunedBatch, "tuned-batch", 500, "INFLUXDB_BATCH_SIZE of the tuned runs (the tuned config's default)")
@@ -122,8 +125,8 @@ func run(ctx context.Context, o options) error {
 	if err := prepare(&o); err != nil {
 		return err
 	}
-	fmt.Printf("ingestor-bench: %d messages (flood %.0f%% bad), backlog %d, %d partitions; logs in %s\n",
-		o.messages, o.floodShare*100, o.backlog, o.partitions, o.workDir)
+	fmt.Printf("ingestor-bench: %d messages (flood %.0f%% bad), backlog %d, %d partitions, %d devices; logs in %s\n",
+		o.messages, o.floodShare*100, o.backlog, o.partitions, o.devices, o.workDir)
 
 	influx, err := startInflux(o.influxd, filepath.Join(o.workDir, "influxdb"))
 	if err != nil {
@@ -150,7 +153,7 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Println("== pre-loading")
 	t := time.Now()
-	clean, err := preload(ctx, brokers, "bench_clean", o.messages, 0, o.seed, mapper)
+	clean, err := preload(ctx, brokers, "bench_clean", o.messages, 0, o.seed, o.devices, mapper)
 	if err != nil {
 		return err
 	}
@@ -159,7 +162,7 @@ func run(ctx context.Context, o options) error {
 	var flood, backlog *stream
 	if runs["flood"] {
 		t = time.Now()
-		if flood, err = preload(ctx, brokers, "bench_flood", o.messages, o.floodShare, o.seed+1, nil); err != nil {
+		if flood, err = preload(ctx, brokers, "bench_flood", o.messages, o.floodShare, o.seed+1, o.devices, nil); err != nil {
 			return err
 		}
 		fmt.Printf("  %s: %d messages (%d stored, %d filtered, %d bad) in %v\n", flood.topic, flood.messages,
@@ -167,7 +170,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if runs["backlog"] && o.backlog > 0 {
 		t = time.Now()
-		if backlog, err = preload(ctx, brokers, "bench_backlog", o.backlog, 0, o.seed+2, nil); err != nil {
+		if backlog, err = preload(ctx, brokers, "bench_backlog", o.backlog, 0, o.seed+2, o.devices, nil); err != nil {
 			return err
 		}
 		fmt.Printf("  %s: %d messages (%.1f MB) in %v\n", backlog.topic, backlog.messages,

@@ -62,14 +62,14 @@ func runStuck(ctx context.Context, o options) error {
 	adm := kadm.NewClient(admCl)
 
 	fmt.Println("== pre-loading")
-	clean, err := preload(ctx, brokers, stuckCleanTopic, o.messages, 0, o.seed, nil)
+	clean, err := preload(ctx, brokers, stuckCleanTopic, o.messages, 0, o.seed, o.devices, nil)
 	if err != nil {
 		return err
 	}
 	if err := producePoison(ctx, brokers, stuckTopic, stuckPartition); err != nil {
 		return err
 	}
-	stuck, err := preload(ctx, brokers, stuckTopic, o.messages, 0, o.seed, nil)
+	stuck, err := preload(ctx, brokers, stuckTopic, o.messages, 0, o.seed, o.devices, nil)
 	if err != nil {
 		return err
 	}

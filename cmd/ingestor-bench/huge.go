@@ -544,7 +544,11 @@ func startMemoryWatch(bin, profileDir string) *memoryWatch {
 			lastProfile = time.Now()
 			file := filepath.Join(profileDir, "huge.peak.heap.pprof")
 			if err := saveURL(hc, "http://"+addr+"/debug/pprof/heap", file); err != nil {
-				p.err = err
+				// A high during shutdown finds the HTTP server closed: only a run with no
+				// profile at all is worth a word.
+				if p.profile == "" {
+					p.err = err
+				}
 				continue
 			}
 			p.profile, p.profileRSS = file, rss

@@ -41,6 +41,7 @@ const (
 	// hugeMaxReadingBytes keeps a reading, in its own record batch, under the broker's default
 	// message.max.bytes (1,048,588) with the batch's framing.
 	hugeMaxReadingBytes = 1_040_000
+	hugeTallFields      = 16
 )
 
 // hugeOptions are the flags of the huge scenario.
@@ -62,14 +63,15 @@ type hugeShape struct {
 	what string
 	// body is the reading's JSON for device, about size bytes, in json.dumps's style (", " and
 	// ": " separators), as stage 2 writes it.
-	body func(device, requestID, ts string, size int, rng *rand.Rand) []byte
+	body   func(device, requestID, ts string, size int, rng *rand.Rand) []byte
+	fields int // of its point when stored: fewer in InfluxDB is a loss
 }
 
 var hugeShapes = []hugeShape{
-	{"wide", "a values array of ~200,000 floats (over max_fields)", hugeWide},
-	{"blob", "one string value of ~1 MB, a raw payload in hex (over InfluxDB's 64 KiB string)", hugeBlob},
-	{"metadata", "two values and a ~1 MB metadata object of parser extras (frames)", hugeMetadata},
-	{"tall", "16 string values of 62 KB (a ~1 MB point under every limit)", hugeTall},
+	{"wide", "a values array of ~200,000 floats (over max_fields)", hugeWide, 0},
+	{"blob", "one string value of ~1 MB, a raw payload in hex (over InfluxDB's 64 KiB string)", hugeBlob, 0},
+	{"metadata", "two values and a ~1 MB metadata object of parser extras (frames)", hugeMetadata, 2},
+	{"tall", "16 string values of 62 KB (a ~1 MB point under every limit)", hugeTall, hugeTallFields},
 }
 
 // hugeHead is the reading's members before values, json.dumps style.
@@ -119,7 +121,7 @@ func hugeMetadata(device, requestID, ts string, size int, rng *rand.Rand) []byte
 func hugeTall(device, requestID, ts string, size int, rng *rand.Rand) []byte {
 	var b bytes.Buffer
 	b.WriteString(hugeHead(device, requestID, ts))
-	const fields = 16
+	const fields = hugeTallFields
 	each := (size - 400) / fields
 	b.WriteString(`"values": [`)
 	words := []string{"mode", "auto", "threshold", "12.5", "interval", "300", "channel", "3", "enabled", "true"}
@@ -418,11 +420,15 @@ func hugeAccount(readings []hugeReading, stored map[string]int, reported map[hug
 		t := &per[rd.shape]
 		t.sent++
 		rec, isReported := reported[hugeSource{rd.partition, rd.offset}]
-		_, isStored := stored[rd.device]
+		fields, isStored := stored[rd.device]
 		got := ""
 		switch {
 		case isStored && isReported:
 			got = "both"
+		case isStored && fields != hugeShapes[rd.shape].fields:
+			got = fmt.Sprintf("stored with %d of its %d fields", fields, hugeShapes[rd.shape].fields)
+			t.lost++
+			lost++
 		case isStored:
 			got = "stored"
 			t.stored++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -290,5 +291,38 @@ func TestErrorRecordCutsHugeRequestIDAndError(t *testing.T) {
 	key, _ := out[0].MetaGet("iot_request_id")
 	if len(key) > 256 || len(got)+len(key)+100 > 8<<10 || !json.Valid(got) {
 		t.Fatalf("key %d bytes, record %d bytes", len(key), len(got))
+	}
+}
+
+// TestErrorRecordHugeOriginalAllocates checks that a record of a reading of about 1 MB costs
+// about one copy of it (the record itself): the original is read from the iot_original
+// metadata in place, not copied for the validity check, the record and the cut.
+func TestErrorRecordHugeOriginalAllocates(t *testing.T) {
+	b := newTestErrorRecordBuilder(t, `max_record_bytes: 2MiB`)
+	original := `{"request_id": "r-1", "device_id": "d", "values": [0.0` + strings.Repeat(", 0.0", 200000) + `]}`
+	msg := service.NewMessage([]byte(original))
+	msg.MetaSetMut("iot_original", original)
+	msg.MetaSetMut("iot_request_id", "r-1")
+	msg.MetaSetMut("kafka_topic", "iot_validated_data")
+	msg.MetaSetMut("kafka_partition", 2)
+	msg.MetaSetMut("kafka_offset", 7)
+	msg.SetError(errors.New("validation: values has 200001 entries, more than the 1000 fields a point may have (max_fields)"))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	out, err := b.Process(context.Background(), msg)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := out[0].AsBytes()
+	if !strings.Contains(string(got), `"original_message":`+original+`,`) {
+		t.Fatalf("the record does not hold the original whole: %.200s", got)
+	}
+	limit := uint64(len(original)) + 64<<10
+	if n := after.TotalAlloc - before.TotalAlloc; n > limit {
+		t.Errorf("the record of a %d-byte original allocated %d bytes, want at most %d (one copy)", len(original), n, limit)
+	} else {
+		t.Logf("the record of a %d-byte original allocated %d bytes", len(original), n)
 	}
 }

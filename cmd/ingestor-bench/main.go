@@ -60,6 +60,7 @@ type options struct {
 	stuckTuned               bool
 	stuckRounds              int
 	whole                    wholeOptions // the whole-run drains: drain.go
+	huge                     hugeOptions  // the huge scenario: huge.go
 }
 
 func main() {
@@ -85,11 +86,12 @@ func main() {
 	flag.StringVar(&o.workDir, "work", "", "directory for logs and InfluxDB data (default: a new temporary directory)")
 	flag.Int64Var(&o.seed, "seed", 1, "generator seed")
 	flag.StringVar(&o.only, "only", "", "run only these ingestor runs, comma separated (shipped, tuned, shipped-flood, tuned-flood, shipped-backlog, tuned-backlog); empty: all that -runs selects")
-	flag.StringVar(&o.scenario, "scenario", "", "a scenario instead of the usual runs: stuck (one message on partition 0 that the error topic refuses forever, against the same stream clean; see stuck.go)")
+	flag.StringVar(&o.scenario, "scenario", "", "a scenario instead of the usual runs: stuck (one message on partition 0 that the error topic refuses forever, against the same stream clean; see stuck.go), huge (1,000 readings of 1 MB through the shipped pipeline: peak RSS; see huge.go)")
 	flag.IntVar(&o.stuckPartitions, "stuck-partitions", 6, "partitions of the stuck scenario's topics")
 	flag.IntVar(&o.stuckRounds, "stuck-rounds", 2, "clean and stuck runs of the stuck scenario, alternating; the figure compares their means")
 	flag.BoolVar(&o.stuckTuned, "stuck-tuned", false, "run the stuck scenario with the tuned values of -tuned-env instead of the shipped defaults")
 	registerWholeFlags(&o.whole)
+	registerHugeFlags(&o.huge)
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		var n int
@@ -104,8 +106,10 @@ func main() {
 		err = run(context.Background(), o)
 	case "stuck":
 		err = runStuck(context.Background(), o)
+	case "huge":
+		err = runHuge(context.Background(), o)
 	default:
-		err = fmt.Errorf("-scenario: %q is not one of stuck", o.scenario)
+		err = fmt.Errorf("-scenario: %q is not one of stuck, huge", o.scenario)
 	}
 	if err != nil {
 		fatalf("%v", err)

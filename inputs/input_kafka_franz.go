@@ -43,6 +43,7 @@ const (
 	kfiFieldRebalanceTimeout    = "rebalance_timeout"
 	kfiFieldHeartbeatInterval   = "heartbeat_interval"
 	kfiFieldCheckpointLimit     = "checkpoint_limit"
+	kfiFieldPartitionBuffer     = "partition_buffer_bytes"
 	kfiFieldCommitPeriod        = "commit_period"
 	kfiFieldLagRefreshPeriod    = "topic_lag_refresh_period"
 	kfiFieldFetchMinBytes       = "fetch_min_bytes"
@@ -249,6 +250,11 @@ Without a consumer group nothing is reported.
 				Default(1024).
 				Example(10000).
 				Advanced(),
+			service.NewStringField(kfiFieldPartitionBuffer).
+				Description("Maximum bytes of records (values, keys and headers) per partition held between fetch and commit, beside `"+kfiFieldCheckpointLimit+"`: a partition over it holds back the input exactly as one at `"+kfiFieldCheckpointLimit+"` does, and a batch is cut when it reaches it. A partition with nothing held always takes the next fetch, so a single record larger than this still passes, alone. As with the record limit, one fetch (`"+kfiFieldFetchMaxPartBytes+"`) may cross it. The default bounds the memory of huge readings (6 partitions hold at most about 6 x 4MiB) and no realistic reading reaches it: `"+kfiFieldCheckpointLimit+"` 1024 of the ~300-byte readings is 300KB, so the record limit binds first unless readings average over 4KB.").
+				Default("4MiB").
+				Example("16MiB").
+				Advanced(),
 			service.NewDurationField(kfiFieldCommitPeriod).
 				Description("How often acknowledged offsets are committed. Offsets are also committed when partitions are revoked and at shutdown.").
 				Default("5s").
@@ -288,7 +294,7 @@ Without a consumer group nothing is reported.
 			`if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`},
 			speclint.Durations(kfiFieldFetchMaxWait, kfiFieldSessionTimeout, kfiFieldRebalanceTimeout, kfiFieldHeartbeatInterval,
 				kfiFieldCommitPeriod, kfiFieldLagRefreshPeriod)...),
-			append(speclint.Batching(kfiFieldBatching), speclint.Positive(kfiFieldCheckpointLimit)...)...),
+			append(append(speclint.Batching(kfiFieldBatching), speclint.Positive(kfiFieldCheckpointLimit)...), speclint.PositiveBytes(kfiFieldPartitionBuffer)...)...),
 			kafkaclient.TuningLint()...)...)).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
 input:
@@ -336,6 +342,7 @@ type franzInput struct {
 	batchPolicy  service.BatchPolicy
 	batchProcs   bool // the batching policy has processors: a batch is no longer one message per record
 	limit        int
+	limitBytes   int64 // partition_buffer_bytes
 	commitPeriod time.Duration
 	explicit     map[string][]int32 // topic:partition entries of topics; consumed without a group
 	lagPeriod    time.Duration
@@ -598,6 +605,15 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	}
 	if in.limit < 1 {
 		return nil, fmt.Errorf("field %s: must be at least 1, got %d", kfiFieldCheckpointLimit, in.limit)
+	}
+	bufferBytes, err := conf.FieldString(kfiFieldPartitionBuffer)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := humanize.ParseBytes(bufferBytes); err != nil || n == 0 || n > 1<<40 {
+		return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 1TiB (e.g. 4MiB)", kfiFieldPartitionBuffer, bufferBytes)
+	} else {
+		in.limitBytes = int64(n)
 	}
 	if in.batchPolicy, err = batchpolicy.Field(conf, kfiFieldBatching); err != nil {
 		return nil, err
@@ -878,7 +894,7 @@ func (in *franzInput) full() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, p := range in.parts {
-		if p.held.Load() >= int64(in.limit) && !p.holdBack() {
+		if p.full() && !p.holdBack() {
 			return true
 		}
 	}
@@ -1145,9 +1161,10 @@ type partitionConsumer struct {
 	batcher   *service.Batcher // nil: one batch per fetch
 	cp        checkpointer
 
-	// held counts records queued, batching or in flight; the input takes
-	// no fetch while it is at checkpoint_limit.
-	held atomic.Int64
+	// held counts records queued, batching or in flight, and heldBytes their bytes; the input
+	// takes no fetch while either is at its limit (checkpoint_limit, partition_buffer_bytes).
+	held      atomic.Int64
+	heldBytes atomic.Int64
 
 	mu       sync.Mutex
 	queue    []*kgo.Record
@@ -1164,10 +1181,29 @@ type partitionConsumer struct {
 	done chan struct{}
 }
 
+// full tells whether the partition holds checkpoint_limit records or partition_buffer_bytes.
+func (p *partitionConsumer) full() bool {
+	return p.held.Load() >= int64(p.in.limit) || p.heldBytes.Load() >= p.in.limitBytes
+}
+
+// recordBytes is what a record counts against partition_buffer_bytes: what its message holds.
+func recordBytes(r *kgo.Record) int64 {
+	n := len(r.Value) + len(r.Key)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
 func (p *partitionConsumer) enqueue(recs []*kgo.Record) {
+	var size int64
+	for _, r := range recs {
+		size += recordBytes(r)
+	}
 	p.mu.Lock()
 	p.queue = append(p.queue, recs...)
 	p.held.Add(int64(len(recs)))
+	p.heldBytes.Add(size)
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -1214,7 +1250,7 @@ func (p *partitionConsumer) holdBack() bool {
 func (p *partitionConsumer) resumeIfFreed() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.heldBack || (p.held.Load() >= int64(p.in.limit) && p.cp.stuck()) {
+	if !p.heldBack || (p.full() && p.cp.stuck()) {
 		return
 	}
 	p.heldBack = false
@@ -1234,8 +1270,9 @@ func (p *partitionConsumer) take() []*kgo.Record {
 func (p *partitionConsumer) run() {
 	defer close(p.done)
 	var (
-		raw     []*service.Message // the batch's messages, handed on as they are if batch processors fail
-		records recordBatch        // their records
+		raw      []*service.Message // the batch's messages, handed on as they are if batch processors fail
+		records  recordBatch        // their records
+		rawBytes int64              // their size, as partition_buffer_bytes counts it
 	)
 	flush := func() bool {
 		if len(raw) == 0 {
@@ -1252,8 +1289,8 @@ func (p *partitionConsumer) run() {
 		case p.in.batchProcs:
 			sent = nil
 		}
-		ok := p.send(batch, sent, records[len(records)-1], len(raw))
-		raw, records = nil, nil
+		ok := p.send(batch, sent, records[len(records)-1], len(raw), rawBytes)
+		raw, records, rawBytes = nil, nil, 0
 		return ok
 	}
 	for {
@@ -1282,10 +1319,12 @@ func (p *partitionConsumer) run() {
 		}
 		if p.batcher == nil {
 			batch := make(service.MessageBatch, len(recs))
+			var size int64
 			for i, r := range recs {
 				batch[i] = recordToMessage(r, p.topicMeta)
+				size += recordBytes(r)
 			}
-			if !p.send(batch, recs, recs[len(recs)-1], len(recs)) {
+			if !p.send(batch, recs, recs[len(recs)-1], len(recs), size) {
 				return
 			}
 			continue
@@ -1294,11 +1333,12 @@ func (p *partitionConsumer) run() {
 			msg := recordToMessage(r, p.topicMeta)
 			raw = append(raw, msg)
 			records = append(records, r)
-			// A partition takes no fetch while it holds checkpoint_limit records, so a batch
-			// of that many can grow no further: it is cut there, whatever the policy asks
-			// (a count above the limit, a byte size, no period), instead of waiting for
-			// the period or, without one, for ever.
-			if p.batcher.Add(msg) || len(raw) >= p.in.limit {
+			rawBytes += recordBytes(r)
+			// A partition takes no fetch while it holds checkpoint_limit records or
+			// partition_buffer_bytes, so a batch that reaches either can grow no further: it
+			// is cut there, whatever the policy asks (a count above the limit, a byte size,
+			// no period), instead of waiting for the period or, without one, for ever.
+			if p.batcher.Add(msg) || len(raw) >= p.in.limit || rawBytes >= p.in.limitBytes {
 				if !flush() {
 					return
 				}
@@ -1309,8 +1349,8 @@ func (p *partitionConsumer) run() {
 
 // send tracks a batch and hands it to ReadBatch; false means the partition
 // was stopped meanwhile. origin is the record of each message, or nil.
-func (p *partitionConsumer) send(batch service.MessageBatch, origin recordBatch, last *kgo.Record, records int) bool {
-	cp := p.cp.track(kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}, records)
+func (p *partitionConsumer) send(batch service.MessageBatch, origin recordBatch, last *kgo.Record, records int, size int64) bool {
+	cp := p.cp.track(kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}, records, size)
 	ack := func(_ context.Context, err error) error {
 		if err != nil {
 			p.in.log.Warnf("kafka_franz: batch of topic %q partition %d ending at offset %d was rejected downstream and auto_replay_nacks is off, so it counts as done: %v", p.topic, p.partition, last.Offset, err)
@@ -1329,11 +1369,14 @@ func (p *partitionConsumer) send(batch service.MessageBatch, origin recordBatch,
 }
 
 func (p *partitionConsumer) release(cp *checkpoint) {
-	freed := p.cp.release(cp)
+	freed, freedBytes := p.cp.release(cp)
 	if freed == 0 {
 		return
 	}
-	if held := p.held.Add(-int64(freed)); held < int64(p.in.limit) && held+int64(freed) >= int64(p.in.limit) {
+	wasFull := p.full()
+	p.held.Add(-int64(freed))
+	p.heldBytes.Add(-freedBytes)
+	if wasFull && !p.full() {
 		p.in.signalRoom()
 	}
 	p.resumeIfFreed()

@@ -152,6 +152,16 @@ batching:
 			wantErr: "checkpoint_limit",
 		},
 		{
+			name:    "zero partition buffer",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\npartition_buffer_bytes: 0B\n",
+			wantErr: "partition_buffer_bytes",
+		},
+		{
+			name:    "partition buffer without a size",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\npartition_buffer_bytes: lots\n",
+			wantErr: "partition_buffer_bytes",
+		},
+		{
 			// Cut at checkpoint_limit: such a batch is never left waiting.
 			name: "batch bigger than the checkpoint limit, no period",
 			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\ncheckpoint_limit: 100\nbatching:\n  count: 500\n",

@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func parseExplicitPartitions(entries []string) (plain []string, explicit map[str
 			hi, errHi = strconv.ParseInt(last, 10, 32)
 		}
 		if topic == "" || errLo != nil || errHi != nil || lo < 0 || hi < lo {
-			return nil, nil, fmt.Errorf("field %s: %q is not topic, topic:partition or topic:first-last (e.g. iot_validated_data:0-5)", kfiFieldTopics, e)
+			return nil, nil, fmt.Errorf("field %s: %q is not topic, topic:partition or topic:first-last (e.g. iot_validated_data:0-5)", fieldTopics, e)
 		}
 		if explicit == nil {
 			explicit = map[string][]int32{}
@@ -79,11 +79,11 @@ func (in *franzInput) checkExplicit(ctx context.Context, cl *kgo.Client) error {
 	for _, t := range topics {
 		d, ok := details[t]
 		if !ok || d.Err != nil {
-			return fmt.Errorf("kafka_franz: topic %q of field %s does not exist (create it, or correct the name)", t, kfiFieldTopics)
+			return fmt.Errorf("kafka_franz: topic %q of field %s does not exist (create it, or correct the name)", t, fieldTopics)
 		}
 		for _, p := range in.explicit[t] {
 			if int(p) >= len(d.Partitions) {
-				return fmt.Errorf("kafka_franz: topic %q has %d partitions, so partition %d of field %s does not exist", t, len(d.Partitions), p, kfiFieldTopics)
+				return fmt.Errorf("kafka_franz: topic %q has %d partitions, so partition %d of field %s does not exist", t, len(d.Partitions), p, fieldTopics)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 
 // Metrics of the partitions a member owns, refreshed every topic_lag_refresh_period.
 const (
-	// kfiMetricLag: the partition's end offset minus the group's committed offset.
-	kfiMetricLag = "kafka_consumer_lag"
-	// kfiMetricStalled: seconds the committed offset has not moved while the partition has lag.
-	kfiMetricStalled = "kafka_partition_stalled_seconds"
-	// kfiMetricResets: positions reset because the offset to consume was deleted by retention.
-	kfiMetricResets = "kafka_offset_resets"
+	// metricLag: the partition's end offset minus the group's committed offset.
+	metricLag = "kafka_consumer_lag"
+	// metricStalled: seconds the committed offset has not moved while the partition has lag.
+	metricStalled = "kafka_partition_stalled_seconds"
+	// metricResets: positions reset because the offset to consume was deleted by retention.
+	metricResets = "kafka_offset_resets"
 )
 
 // partitionProgress is what the lag refresher knows of one partition the member owns.
@@ -57,9 +57,9 @@ func newLagTracker(res *service.Resources, group string, fromStart bool) *lagTra
 		log:       res.Logger(),
 		group:     group,
 		fromStart: fromStart,
-		lag:       m.NewGauge(kfiMetricLag, "topic", "partition"),
-		stalled:   m.NewGauge(kfiMetricStalled, "topic", "partition"),
-		resets:    m.NewCounter(kfiMetricResets, "topic", "partition"),
+		lag:       m.NewGauge(metricLag, "topic", "partition"),
+		stalled:   m.NewGauge(metricStalled, "topic", "partition"),
+		resets:    m.NewCounter(metricResets, "topic", "partition"),
 		owned:     map[topicPartition]*partitionProgress{},
 	}
 }

@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -27,44 +27,44 @@ func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, 
 		}
 		return ts.UnixMilli(), nil
 	}
-	startMs, err := parseTime(kfiFieldStartTimestamp)
+	startMs, err := parseTime(fieldStartTimestamp)
 	if err != nil {
 		return nil, err
 	}
-	if in.endMs, err = parseTime(kfiFieldEndTimestamp); err != nil {
+	if in.endMs, err = parseTime(fieldEndTimestamp); err != nil {
 		return nil, err
 	}
 	if in.endMs != 0 && startMs != 0 && in.endMs <= startMs {
-		return nil, fmt.Errorf("field %s must be after %s", kfiFieldEndTimestamp, kfiFieldStartTimestamp)
+		return nil, fmt.Errorf("field %s must be after %s", fieldEndTimestamp, fieldStartTimestamp)
 	}
 	in.startMs = startMs
 	if in.endMs != 0 && in.group == "" {
-		return nil, fmt.Errorf("field %s needs a %s: the input ends once the group has committed every partition up to it", kfiFieldEndTimestamp, kfiFieldConsumerGroup)
+		return nil, fmt.Errorf("field %s needs a %s: the input ends once the group has committed every partition up to it", fieldEndTimestamp, fieldConsumerGroup)
 	}
 	if in.endMs != 0 && (regex || len(in.topics) == 0) {
-		return nil, fmt.Errorf("field %s needs the topics listed in %s, not matched by regular expressions", kfiFieldEndTimestamp, kfiFieldTopics)
+		return nil, fmt.Errorf("field %s needs the topics listed in %s, not matched by regular expressions", fieldEndTimestamp, fieldTopics)
 	}
 	if startMs != 0 {
 		// Appended after start_offset's reset option, so it wins.
 		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(startMs)))
 	}
 
-	raw, err := conf.FieldStringList(kfiFieldStartOffsets)
+	raw, err := conf.FieldStringList(fieldStartOffsets)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range raw {
 		parts := strings.Split(strings.TrimSpace(e), ":")
 		if len(parts) != 3 {
-			return nil, fmt.Errorf("field %s: %q is not topic:partition:offset", kfiFieldStartOffsets, e)
+			return nil, fmt.Errorf("field %s: %q is not topic:partition:offset", fieldStartOffsets, e)
 		}
 		partition, perr := strconv.ParseInt(parts[1], 10, 32)
 		offset, oerr := strconv.ParseInt(parts[2], 10, 64)
 		if perr != nil || oerr != nil || partition < 0 || offset < 0 {
-			return nil, fmt.Errorf("field %s: %q needs a partition and an offset that are non-negative integers", kfiFieldStartOffsets, e)
+			return nil, fmt.Errorf("field %s: %q needs a partition and an offset that are non-negative integers", fieldStartOffsets, e)
 		}
 		if !regex && !contains(in.topics, parts[0]) {
-			return nil, fmt.Errorf("field %s: topic %q of %q is not in %s", kfiFieldStartOffsets, parts[0], e, kfiFieldTopics)
+			return nil, fmt.Errorf("field %s: topic %q of %q is not in %s", fieldStartOffsets, parts[0], e, fieldTopics)
 		}
 		if in.startOffsets == nil {
 			in.startOffsets = map[topicPartition]int64{}
@@ -76,7 +76,7 @@ func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, 
 	case in.group != "":
 		opts = append(opts, kgo.AdjustFetchOffsetsFn(in.adjustStartOffsets))
 	case len(in.explicit) == 0:
-		return nil, fmt.Errorf("field %s needs a %s, or explicit partitions in %s (where it sets their start)", kfiFieldStartOffsets, kfiFieldConsumerGroup, kfiFieldTopics)
+		return nil, fmt.Errorf("field %s needs a %s, or explicit partitions in %s (where it sets their start)", fieldStartOffsets, fieldConsumerGroup, fieldTopics)
 	}
 	return opts, nil
 }

@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"cmp"
@@ -29,64 +29,64 @@ import (
 // Field names of the kafka_franz input; they follow Redpanda Connect's
 // kafka_franz / redpanda inputs so a pipeline moves between them unedited.
 const (
-	kfiFieldTopics              = "topics"
-	kfiFieldRegexpTopicsInclude = "regexp_topics_include"
-	kfiFieldRegexpTopicsExclude = "regexp_topics_exclude"
-	kfiFieldConsumerGroup       = "consumer_group"
-	kfiFieldRackID              = "rack_id"
-	kfiFieldInstanceID          = "instance_id"
-	kfiFieldStartOffset         = "start_offset"
-	kfiFieldFetchMaxBytes       = "fetch_max_bytes"
-	kfiFieldFetchMaxPartBytes   = "fetch_max_partition_bytes"
-	kfiFieldFetchMaxWait        = "fetch_max_wait"
-	kfiFieldSessionTimeout      = "session_timeout"
-	kfiFieldRebalanceTimeout    = "rebalance_timeout"
-	kfiFieldHeartbeatInterval   = "heartbeat_interval"
-	kfiFieldCheckpointLimit     = "checkpoint_limit"
-	kfiFieldPartitionBuffer     = "partition_buffer_bytes"
-	kfiFieldCommitPeriod        = "commit_period"
-	kfiFieldLagRefreshPeriod    = "topic_lag_refresh_period"
-	kfiFieldFetchMinBytes       = "fetch_min_bytes"
-	kfiFieldIsolationLevel      = "transaction_isolation_level"
-	kfiFieldBatching            = "batching"
+	fieldTopics              = "topics"
+	fieldRegexpTopicsInclude = "regexp_topics_include"
+	fieldRegexpTopicsExclude = "regexp_topics_exclude"
+	fieldConsumerGroup       = "consumer_group"
+	fieldRackID              = "rack_id"
+	fieldInstanceID          = "instance_id"
+	fieldStartOffset         = "start_offset"
+	fieldFetchMaxBytes       = "fetch_max_bytes"
+	fieldFetchMaxPartBytes   = "fetch_max_partition_bytes"
+	fieldFetchMaxWait        = "fetch_max_wait"
+	fieldSessionTimeout      = "session_timeout"
+	fieldRebalanceTimeout    = "rebalance_timeout"
+	fieldHeartbeatInterval   = "heartbeat_interval"
+	fieldCheckpointLimit     = "checkpoint_limit"
+	fieldPartitionBuffer     = "partition_buffer_bytes"
+	fieldCommitPeriod        = "commit_period"
+	fieldLagRefreshPeriod    = "topic_lag_refresh_period"
+	fieldFetchMinBytes       = "fetch_min_bytes"
+	fieldIsolationLevel      = "transaction_isolation_level"
+	fieldBatching            = "batching"
 
 	// Additions over Redpanda Connect's field set, for backfills.
-	kfiFieldStartTimestamp = "start_timestamp"
-	kfiFieldEndTimestamp   = "end_timestamp"
-	kfiFieldStartOffsets   = "start_offsets"
+	fieldStartTimestamp = "start_timestamp"
+	fieldEndTimestamp   = "end_timestamp"
+	fieldStartOffsets   = "start_offsets"
 )
 
 // Values of transaction_isolation_level.
 const (
-	kfiReadUncommitted = "read_uncommitted"
-	kfiReadCommitted   = "read_committed"
+	readUncommitted = "read_uncommitted"
+	readCommitted   = "read_committed"
 )
 
 // Values of start_offset.
 const (
-	kfiStartEarliest  = "earliest"
-	kfiStartLatest    = "latest"
-	kfiStartCommitted = "committed"
+	startEarliest  = "earliest"
+	startLatest    = "latest"
+	startCommitted = "committed"
 )
 
-// kfiReservedHeaderPrefix is put before the name of a record header that has the name of one
+// reservedHeaderPrefix is put before the name of a record header that has the name of one
 // of the pipeline's own metadata keys (meta.Reserved), which keep their values.
-const kfiReservedHeaderPrefix = "header_"
+const reservedHeaderPrefix = "header_"
 
 // How often the input checks that a broker is reachable while no records
 // arrive, and how long it waits for an answer.
 const (
-	kfiHealthInterval = time.Second
-	kfiPingTimeout    = 3 * time.Second
+	healthInterval = time.Second
+	pingTimeout    = 3 * time.Second
 )
 
-// kfiReconnect spaces the engine's reconnect attempts while no broker answers (the engine
+// reconnectBackoff spaces the engine's reconnect attempts while no broker answers (the engine
 // logs each failed one; its cap is also the longest the input takes to notice a broker is
-// back), and kfiPollRetry the polls that fail at once (no committed offset with
+// back), and pollRetryBackoff the polls that fail at once (no committed offset with
 // start_offset: committed, an authorization error), so neither spins nor floods the log.
 var (
-	kfiReconnect = backoff.Policy{Initial: time.Second, Max: 10 * time.Second, Jitter: backoff.DefaultJitter}
-	kfiPollRetry = backoff.Policy{Initial: time.Second, Max: 5 * time.Second, Jitter: backoff.DefaultJitter}
+	reconnectBackoff = backoff.Policy{Initial: time.Second, Max: 10 * time.Second, Jitter: backoff.DefaultJitter}
+	pollRetryBackoff = backoff.Policy{Initial: time.Second, Max: 5 * time.Second, Jitter: backoff.DefaultJitter}
 )
 
 func kafkaFranzInputSpec() *service.ConfigSpec {
@@ -134,8 +134,8 @@ and reconnects by itself, resuming where it was.
 Each message carries `+"`"+meta.KafkaKey+"`, `"+meta.KafkaTopic+"`, `"+meta.KafkaPartition+"`, `"+meta.KafkaOffset+"`, `"+meta.KafkaTimestampUnix+"`"+` (seconds) and
 `+"`"+meta.KafkaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
 the same name, except where that name is one of the pipeline's own keys (`+"`kafka_*`, `iot_*`, `fallback_error`, `path`"+`):
-such a header is kept as `+"`"+kfiReservedHeaderPrefix+"<name>`"+` (a header `+"`kafka_topic`"+` is readable as
-`+"`"+kfiReservedHeaderPrefix+"kafka_topic`"+`), and the input's own value stays. Those keys tell where a message came from
+such a header is kept as `+"`"+reservedHeaderPrefix+"<name>`"+` (a header `+"`kafka_topic`"+` is readable as
+`+"`"+reservedHeaderPrefix+"kafka_topic`"+`), and the input's own value stays. Those keys tell where a message came from
 (the error record's `+"`source`"+`, the redelivery of a rejected message), which a producer must not be able to
 forge. This departs from Redpanda Connect, whose input sets headers after its own keys, so that a header
 replaces them.
@@ -143,41 +143,41 @@ replaces them.
 ### Metrics
 
 Every partition this member owns is reported, idle ones included, refreshed every
-`+"`"+kfiFieldLagRefreshPeriod+"`"+` whether or not the input is fetching (it lists end, start and committed
+`+"`"+fieldLagRefreshPeriod+"`"+` whether or not the input is fetching (it lists end, start and committed
 offsets); a partition the member gives up is set to 0, since another member reports it from then on.
 Without a consumer group nothing is reported.
 
-- `+"`"+kfiMetricLag+"`"+` (gauge, labels `+"`topic`, `partition`"+`): the partition's end offset minus the group's
+- `+"`"+metricLag+"`"+` (gauge, labels `+"`topic`, `partition`"+`): the partition's end offset minus the group's
   committed offset: the records not yet stored or placed, whether fetched and waiting in the pipeline
   or not fetched yet. 0 only when everything is committed. Before the first commit it counts from
   the first record fetched (from the log start with `+"`start_offset: earliest`"+`).
-- `+"`"+kfiMetricStalled+"`"+` (gauge, same labels): seconds the committed offset has not moved while the
+- `+"`"+metricStalled+"`"+` (gauge, same labels): seconds the committed offset has not moved while the
   partition has lag; 0 otherwise. A message that keeps failing holds its partition's commit: this
   rises while the others flow.
-- `+"`"+kfiMetricResets+"`"+` (counter, same labels): positions reset because the offset to consume next was
+- `+"`"+metricResets+"`"+` (counter, same labels): positions reset because the offset to consume next was
   deleted by retention (the committed offset fell below the log start, during a long outage): the
   client resumes at the log start, and the records in between are lost to the pipeline. Each one is
   also logged at ERROR with the skipped range.
 `).
 		Fields(kafkaclient.SeedBrokersField()).
 		Fields(
-			service.NewStringListField(kfiFieldTopics).
+			service.NewStringListField(fieldTopics).
 				Description("Topics to consume. An entry may hold several topics separated by commas. An entry `topic:3` consumes one partition, `topic:0-5` a range of them (both ends included), as in Redpanda Connect: explicit partitions are consumed without a consumer group (`consumer_group` must be empty), every entry must then name its partitions, and a topic or partition that does not exist is an error at start. Where they start: `start_offsets`, else `start_timestamp`, else `start_offset`.").
 				Example([]string{"iot_validated_data:0-5"}).
 				Default([]any{}).
 				Example([]string{"iot_validated_data"}).
 				Example([]string{"${KAFKA_VALIDATED_DATA_TOPIC:iot_validated_data}"}),
-			service.NewStringListField(kfiFieldRegexpTopicsInclude).
+			service.NewStringListField(fieldRegexpTopicsInclude).
 				Description("Regular expressions; every topic matching one is consumed, in addition to `topics`. New matching topics are picked up at the next metadata refresh (`metadata_max_age`).").
 				Default([]any{}).
 				Example([]string{"^iot_.*_data$"}).
 				Advanced(),
-			service.NewStringListField(kfiFieldRegexpTopicsExclude).
+			service.NewStringListField(fieldRegexpTopicsExclude).
 				Description("Regular expressions; a topic matching one is never consumed, even if `topics` or `regexp_topics_include` selects it.").
 				Default([]any{}).
 				Example([]string{"^iot_.*_test$"}).
 				Advanced(),
-			service.NewStringField(kfiFieldConsumerGroup).
+			service.NewStringField(fieldConsumerGroup).
 				Description("Consumer group this input joins; its committed offsets are where consumption resumes. Optional, as in Redpanda Connect: without one the input consumes every partition of `topics` (or the explicit partitions listed) by itself and commits nothing, so a restart starts again from `start_offset` and records are delivered again; the lag metrics are not reported. Must be empty with explicit partitions.").
 				Optional().
 				Example("ingestor_group").
@@ -185,83 +185,83 @@ Without a consumer group nothing is reported.
 		).
 		Fields(kafkaclient.ClientIDField("ingestor")).
 		Fields(
-			service.NewStringField(kfiFieldRackID).
+			service.NewStringField(fieldRackID).
 				Description("Rack of this consumer, so that brokers supporting follower fetching (KIP-392) serve it from a replica in the same rack. Empty: no preference.").
 				Default("").
 				Example("eu-west-1a").
 				Advanced(),
-			service.NewStringField(kfiFieldInstanceID).
+			service.NewStringField(fieldInstanceID).
 				Description("Static group membership id (KIP-345): a restarted member with the same id takes its partitions back without a rebalance, if it returns within `session_timeout`. Must be unique within the group. Empty: dynamic membership.").
 				Default("").
 				Example("ingestor-0").
 				Advanced(),
-			service.NewStringAnnotatedEnumField(kfiFieldStartOffset, map[string]string{
-				kfiStartEarliest:  "Partitions without a committed offset start at their oldest record.",
-				kfiStartLatest:    "Partitions without a committed offset start at the next record produced.",
-				kfiStartCommitted: "Only partitions with a committed offset are consumed; a partition without one is reported as an error and not consumed.",
+			service.NewStringAnnotatedEnumField(fieldStartOffset, map[string]string{
+				startEarliest:  "Partitions without a committed offset start at their oldest record.",
+				startLatest:    "Partitions without a committed offset start at the next record produced.",
+				startCommitted: "Only partitions with a committed offset are consumed; a partition without one is reported as an error and not consumed.",
 			}).
 				Description("Where to start in a partition that has no committed offset for the group.").
-				Default(kfiStartEarliest).
-				Example(kfiStartLatest),
-			service.NewStringField(kfiFieldFetchMaxBytes).
+				Default(startEarliest).
+				Example(startLatest),
+			service.NewStringField(fieldFetchMaxBytes).
 				Description("Maximum bytes a fetch response may hold (all partitions together). A single record larger than this is still fetched.").
 				Default("50MiB").
 				Example("10MiB").
 				Advanced(),
-			service.NewStringField(kfiFieldFetchMaxPartBytes).
+			service.NewStringField(fieldFetchMaxPartBytes).
 				Description("Maximum bytes a fetch response may hold for one partition. The default is below Redpanda Connect's 1MiB, measured: 256KiB is about 650 readings, below `checkpoint_limit`, and draining a backlog of 1,000,000 readings peaked at 131 MB of memory against 282 MB with 1MiB, at the same rate.").
 				Default("256KiB").
 				Example("4MiB").
 				Advanced(),
-			service.NewStringField(kfiFieldFetchMinBytes).
+			service.NewStringField(fieldFetchMinBytes).
 				Description("Least bytes a broker gathers before answering a fetch (or `fetch_max_wait` passes).").
 				Default("1B").
 				Example("64KiB").
 				Advanced(),
-			service.NewStringAnnotatedEnumField(kfiFieldIsolationLevel, map[string]string{
-				kfiReadUncommitted: "Every record, those of open and aborted transactions included.",
-				kfiReadCommitted:   "Only records of committed transactions (and those written outside transactions).",
+			service.NewStringAnnotatedEnumField(fieldIsolationLevel, map[string]string{
+				readUncommitted: "Every record, those of open and aborted transactions included.",
+				readCommitted:   "Only records of committed transactions (and those written outside transactions).",
 			}).
 				Description("Which transactional records are consumed.").
-				Default(kfiReadUncommitted).
+				Default(readUncommitted).
 				Advanced(),
-			service.NewDurationField(kfiFieldFetchMaxWait).
+			service.NewDurationField(fieldFetchMaxWait).
 				Description("How long a broker may hold a fetch while waiting for new records; this is the consumer's poll timeout.").
 				Default("5s").
 				Example("1s").
 				Advanced(),
-			service.NewDurationField(kfiFieldSessionTimeout).
+			service.NewDurationField(fieldSessionTimeout).
 				Description("How long the group coordinator waits for a heartbeat before evicting this member and reassigning its partitions: the failover time after a crash. The default is below Redpanda Connect's 1m so that the partitions of a crashed instance move to the others within 20s.").
 				Default("20s").
 				Example("45s").
 				Advanced(),
-			service.NewDurationField(kfiFieldRebalanceTimeout).
+			service.NewDurationField(fieldRebalanceTimeout).
 				Description("How long members have to finish a rebalance (commit and release revoked partitions) before they are evicted. A revoke waits at most a third of this for in-flight batches to be acknowledged before committing. The default is below Redpanda Connect's 45s to bound the failover after repeated crashes: a member that died while joining holds a rebalance up to this long.").
 				Default("20s").
 				Example("1m").
 				Advanced(),
-			service.NewDurationField(kfiFieldHeartbeatInterval).
+			service.NewDurationField(fieldHeartbeatInterval).
 				Description("How often this member heartbeats to the group coordinator; keep it well below `session_timeout`.").
 				Default("3s").
 				Example("1s").
 				Advanced(),
-			service.NewIntField(kfiFieldCheckpointLimit).
+			service.NewIntField(fieldCheckpointLimit).
 				Description("Maximum records per partition held between fetch and commit. While any partition is at the limit, the input takes no further fetch until acknowledgements free room: this bounds memory and is the input's back pressure. A partition at the limit behind a batch that is being retried, or that has waited downstream for 10 s, is paused alone instead, so it does not stop the others.").
 				Default(1024).
 				Example(10000).
 				Advanced(),
-			service.NewStringField(kfiFieldPartitionBuffer).
-				Description("Maximum bytes of records (values, keys and headers) per partition held between fetch and commit, beside `"+kfiFieldCheckpointLimit+"`: a partition over it holds back the input exactly as one at `"+kfiFieldCheckpointLimit+"` does, and a batch is cut when it reaches it. A partition with nothing held always takes the next fetch, so a single record larger than this still passes, alone. As with the record limit, one fetch (`"+kfiFieldFetchMaxPartBytes+"`) may cross it. The default bounds the memory of huge readings (6 partitions hold at most about 6 x 4MiB) and no realistic reading reaches it: `"+kfiFieldCheckpointLimit+"` 1024 of the ~300-byte readings is 300KB, so the record limit binds first unless readings average over 4KB.").
+			service.NewStringField(fieldPartitionBuffer).
+				Description("Maximum bytes of records (values, keys and headers) per partition held between fetch and commit, beside `"+fieldCheckpointLimit+"`: a partition over it holds back the input exactly as one at `"+fieldCheckpointLimit+"` does, and a batch is cut when it reaches it. A partition with nothing held always takes the next fetch, so a single record larger than this still passes, alone. As with the record limit, one fetch (`"+fieldFetchMaxPartBytes+"`) may cross it. The default bounds the memory of huge readings (6 partitions hold at most about 6 x 4MiB) and no realistic reading reaches it: `"+fieldCheckpointLimit+"` 1024 of the ~300-byte readings is 300KB, so the record limit binds first unless readings average over 4KB.").
 				Default("4MiB").
 				Example("16MiB").
 				Advanced(),
-			service.NewDurationField(kfiFieldCommitPeriod).
+			service.NewDurationField(fieldCommitPeriod).
 				Description("How often acknowledged offsets are committed. Offsets are also committed when partitions are revoked and at shutdown.").
 				Default("5s").
 				Example("1s").
 				Advanced(),
-			service.NewDurationField(kfiFieldLagRefreshPeriod).
-				Description("How often the lag metrics of the owned partitions are refreshed (`"+kfiMetricLag+"`, `"+kfiMetricStalled+"`, `"+kfiMetricResets+"`): each refresh lists the end and start offsets of the topics and the group's commits.").
+			service.NewDurationField(fieldLagRefreshPeriod).
+				Description("How often the lag metrics of the owned partitions are refreshed (`"+metricLag+"`, `"+metricStalled+"`, `"+metricResets+"`): each refresh lists the end and start offsets of the topics and the group's commits.").
 				Default("5s").
 				Example("1s").
 				Advanced(),
@@ -269,20 +269,20 @@ Without a consumer group nothing is reported.
 		Fields(kafkaclient.TLSField(), kafkaclient.SASLField()).
 		Fields(kafkaclient.TuningFields()...).
 		Fields(
-			service.NewBatchPolicyField(kfiFieldBatching).
-				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. A batch is also cut when it holds `"+kfiFieldCheckpointLimit+"` records, since its partition takes no more until acknowledgements come back: a `count` above the limit yields batches of `"+kfiFieldCheckpointLimit+"` records, never a wait for the `period`. Without it, each partition fetch is one batch."),
+			service.NewBatchPolicyField(fieldBatching).
+				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. A batch is also cut when it holds `"+fieldCheckpointLimit+"` records, since its partition takes no more until acknowledgements come back: a `count` above the limit yields batches of `"+fieldCheckpointLimit+"` records, never a wait for the `period`. Without it, each partition fetch is one batch."),
 			service.NewAutoRetryNacksToggleField(),
-			service.NewStringField(kfiFieldStartTimestamp).
+			service.NewStringField(fieldStartTimestamp).
 				Description("Backfill: partitions without a committed offset start at their first record stamped at or after this time (RFC 3339), instead of at `start_offset`. Partitions with a commit resume from it, so a restarted backfill continues where it stopped. Empty: not used.").
 				Default("").
 				Example("2025-06-01T00:00:00Z").
 				Advanced(),
-			service.NewStringField(kfiFieldEndTimestamp).
+			service.NewStringField(fieldEndTimestamp).
 				Description("Backfill: records stamped at or after this time (RFC 3339) are not consumed, and the input ends by itself once the group has committed every partition of `topics` up to it (every record before it delivered and acknowledged). The cut-off offset of each partition is looked up when the input starts: the first record at or after this time, or the partition's end when there is none yet. Needs `topics` (not regular expressions). Empty: consume forever.").
 				Default("").
 				Example("2025-06-08T00:00:00Z").
 				Advanced(),
-			service.NewStringListField(kfiFieldStartOffsets).
+			service.NewStringListField(fieldStartOffsets).
 				Description("Backfill: explicit start offsets as `topic:partition:offset`, for partitions that have no committed offset in the group yet (a commit always wins, so a restart resumes). Overrides `start_offset` and `start_timestamp` for the partitions listed.").
 				Default([]any{}).
 				Example([]string{"iot_validated_data:0:18211", "iot_validated_data:3:0"}).
@@ -292,9 +292,9 @@ Without a consumer group nothing is reported.
 		// defaults as they are, and Bloblang only measures []any.
 		LintRule(speclint.Rule(append(append(append([]string{
 			`if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`},
-			speclint.Durations(kfiFieldFetchMaxWait, kfiFieldSessionTimeout, kfiFieldRebalanceTimeout, kfiFieldHeartbeatInterval,
-				kfiFieldCommitPeriod, kfiFieldLagRefreshPeriod)...),
-			append(append(speclint.Batching(kfiFieldBatching), speclint.Positive(kfiFieldCheckpointLimit)...), speclint.PositiveBytes(kfiFieldPartitionBuffer)...)...),
+			speclint.Durations(fieldFetchMaxWait, fieldSessionTimeout, fieldRebalanceTimeout, fieldHeartbeatInterval,
+				fieldCommitPeriod, fieldLagRefreshPeriod)...),
+			append(append(speclint.Batching(fieldBatching), speclint.Positive(fieldCheckpointLimit)...), speclint.PositiveBytes(fieldPartitionBuffer)...)...),
 			kafkaclient.TuningLint()...)...)).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
 input:
@@ -426,16 +426,16 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	}
 	in.ctx, in.stop = context.WithCancel(context.Background())
 
-	topicsRaw, err := conf.FieldStringList(kfiFieldTopics)
+	topicsRaw, err := conf.FieldStringList(fieldTopics)
 	if err != nil {
 		return nil, err
 	}
 	topics := kafkaclient.SplitList(topicsRaw)
-	include, err := conf.FieldStringList(kfiFieldRegexpTopicsInclude)
+	include, err := conf.FieldStringList(fieldRegexpTopicsInclude)
 	if err != nil {
 		return nil, err
 	}
-	exclude, err := conf.FieldStringList(kfiFieldRegexpTopicsExclude)
+	exclude, err := conf.FieldStringList(fieldRegexpTopicsExclude)
 	if err != nil {
 		return nil, err
 	}
@@ -447,10 +447,10 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		}
 	}
 	if len(topics) == 0 && len(include) == 0 {
-		return nil, fmt.Errorf("field %s or %s: at least one topic is required", kfiFieldTopics, kfiFieldRegexpTopicsInclude)
+		return nil, fmt.Errorf("field %s or %s: at least one topic is required", fieldTopics, fieldRegexpTopicsInclude)
 	}
-	if conf.Contains(kfiFieldConsumerGroup) {
-		if in.group, err = conf.FieldString(kfiFieldConsumerGroup); err != nil {
+	if conf.Contains(fieldConsumerGroup) {
+		if in.group, err = conf.FieldString(fieldConsumerGroup); err != nil {
 			return nil, err
 		}
 	}
@@ -460,19 +460,19 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 	if len(in.explicit) > 0 {
 		switch {
 		case in.group != "":
-			return nil, fmt.Errorf("field %s: explicit partitions (topic:partition) are consumed without a consumer group, so %s must be empty, as in Redpanda Connect", kfiFieldTopics, kfiFieldConsumerGroup)
+			return nil, fmt.Errorf("field %s: explicit partitions (topic:partition) are consumed without a consumer group, so %s must be empty, as in Redpanda Connect", fieldTopics, fieldConsumerGroup)
 		case len(topics) > 0:
-			return nil, fmt.Errorf("field %s: topics %v are listed without partitions beside explicit ones: list the partitions of every topic (topic:0-11) or of none", kfiFieldTopics, topics)
+			return nil, fmt.Errorf("field %s: topics %v are listed without partitions beside explicit ones: list the partitions of every topic (topic:0-11) or of none", fieldTopics, topics)
 		case len(include) > 0 || len(exclude) > 0:
-			return nil, fmt.Errorf("field %s: explicit partitions cannot be combined with %s or %s", kfiFieldTopics, kfiFieldRegexpTopicsInclude, kfiFieldRegexpTopicsExclude)
+			return nil, fmt.Errorf("field %s: explicit partitions cannot be combined with %s or %s", fieldTopics, fieldRegexpTopicsInclude, fieldRegexpTopicsExclude)
 		}
 		for t := range in.explicit {
 			topics = append(topics, t)
 		}
 		slices.Sort(topics)
 	}
-	if s, _ := conf.FieldString(kfiFieldInstanceID); s != "" && in.group == "" {
-		return nil, fmt.Errorf("field %s needs a %s", kfiFieldInstanceID, kfiFieldConsumerGroup)
+	if s, _ := conf.FieldString(fieldInstanceID); s != "" && in.group == "" {
+		return nil, fmt.Errorf("field %s needs a %s", fieldInstanceID, fieldConsumerGroup)
 	}
 
 	opts := append(conn.Opts(), kgo.WithLogger(kafkaclient.Logger(in.log)))
@@ -497,33 +497,33 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		opts = append(opts, kgo.ConsumeTopics(topics...))
 	}
 
-	if s, _ := conf.FieldString(kfiFieldRackID); s != "" {
+	if s, _ := conf.FieldString(fieldRackID); s != "" {
 		opts = append(opts, kgo.Rack(s))
 	}
-	if s, _ := conf.FieldString(kfiFieldInstanceID); s != "" {
+	if s, _ := conf.FieldString(fieldInstanceID); s != "" {
 		opts = append(opts, kgo.InstanceID(s))
 	}
 
-	start, err := conf.FieldString(kfiFieldStartOffset)
+	start, err := conf.FieldString(fieldStartOffset)
 	if err != nil {
 		return nil, err
 	}
 	var startAt kgo.Offset
 	switch start {
-	case kfiStartEarliest:
+	case startEarliest:
 		startAt = kgo.NewOffset().AtStart()
-	case kfiStartLatest:
+	case startLatest:
 		startAt = kgo.NewOffset().AtEnd()
-	case kfiStartCommitted:
+	case startCommitted:
 		if in.group == "" {
-			return nil, fmt.Errorf("field %s: %s needs a %s: without one nothing is committed", kfiFieldStartOffset, kfiStartCommitted, kfiFieldConsumerGroup)
+			return nil, fmt.Errorf("field %s: %s needs a %s: without one nothing is committed", fieldStartOffset, startCommitted, fieldConsumerGroup)
 		}
 		startAt = kgo.NewOffset().AtCommitted()
 	default:
-		return nil, fmt.Errorf("field %s: %q is not one of earliest, latest, committed", kfiFieldStartOffset, start)
+		return nil, fmt.Errorf("field %s: %q is not one of earliest, latest, committed", fieldStartOffset, start)
 	}
 	opts = append(opts, kgo.ConsumeResetOffset(startAt))
-	in.progress = newLagTracker(res, in.group, start == kfiStartEarliest)
+	in.progress = newLagTracker(res, in.group, start == startEarliest)
 
 	in.topics = topics
 	if opts, err = in.parseBackfill(conf, opts, len(include) > 0); err != nil {
@@ -537,8 +537,8 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		name string
 		opt  func(int32) kgo.Opt
 	}{
-		{kfiFieldFetchMaxBytes, func(n int32) kgo.Opt { return kgo.FetchMaxBytes(n) }},
-		{kfiFieldFetchMaxPartBytes, func(n int32) kgo.Opt { return kgo.FetchMaxPartitionBytes(n) }},
+		{fieldFetchMaxBytes, func(n int32) kgo.Opt { return kgo.FetchMaxBytes(n) }},
+		{fieldFetchMaxPartBytes, func(n int32) kgo.Opt { return kgo.FetchMaxPartitionBytes(n) }},
 	} {
 		s, err := conf.FieldString(f.name)
 		if err != nil {
@@ -551,36 +551,36 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		opts = append(opts, f.opt(int32(n)))
 	}
 
-	minBytes, err := conf.FieldString(kfiFieldFetchMinBytes)
+	minBytes, err := conf.FieldString(fieldFetchMinBytes)
 	if err != nil {
 		return nil, err
 	}
 	if n, err := humanize.ParseBytes(minBytes); err != nil || n == 0 || n > 1<<31-1 {
-		return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 2GiB (e.g. 1B)", kfiFieldFetchMinBytes, minBytes)
+		return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 2GiB (e.g. 1B)", fieldFetchMinBytes, minBytes)
 	} else {
 		opts = append(opts, kgo.FetchMinBytes(int32(n)))
 	}
-	isolation, err := conf.FieldString(kfiFieldIsolationLevel)
+	isolation, err := conf.FieldString(fieldIsolationLevel)
 	if err != nil {
 		return nil, err
 	}
 	switch isolation {
-	case kfiReadUncommitted:
+	case readUncommitted:
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
-	case kfiReadCommitted:
+	case readCommitted:
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	default:
-		return nil, fmt.Errorf("field %s: %q is not one of %s, %s", kfiFieldIsolationLevel, isolation, kfiReadUncommitted, kfiReadCommitted)
+		return nil, fmt.Errorf("field %s: %q is not one of %s, %s", fieldIsolationLevel, isolation, readUncommitted, readCommitted)
 	}
 
 	durations := map[string]*time.Duration{}
 	var fetchWait, session, rebalance, heartbeat time.Duration
-	durations[kfiFieldFetchMaxWait] = &fetchWait
-	durations[kfiFieldSessionTimeout] = &session
-	durations[kfiFieldRebalanceTimeout] = &rebalance
-	durations[kfiFieldHeartbeatInterval] = &heartbeat
-	durations[kfiFieldCommitPeriod] = &in.commitPeriod
-	durations[kfiFieldLagRefreshPeriod] = &in.lagPeriod
+	durations[fieldFetchMaxWait] = &fetchWait
+	durations[fieldSessionTimeout] = &session
+	durations[fieldRebalanceTimeout] = &rebalance
+	durations[fieldHeartbeatInterval] = &heartbeat
+	durations[fieldCommitPeriod] = &in.commitPeriod
+	durations[fieldLagRefreshPeriod] = &in.lagPeriod
 	for name, dst := range durations {
 		if *dst, err = conf.FieldDuration(name); err != nil {
 			return nil, err
@@ -590,7 +590,7 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		}
 	}
 	if heartbeat >= session {
-		return nil, fmt.Errorf("field %s (%v) must be shorter than %s (%v)", kfiFieldHeartbeatInterval, heartbeat, kfiFieldSessionTimeout, session)
+		return nil, fmt.Errorf("field %s (%v) must be shorter than %s (%v)", fieldHeartbeatInterval, heartbeat, fieldSessionTimeout, session)
 	}
 	in.drainWait = rebalance / 3
 	opts = append(opts,
@@ -600,25 +600,25 @@ func newFranzInput(conf *service.ParsedConfig, res *service.Resources) (*franzIn
 		kgo.HeartbeatInterval(heartbeat),
 	)
 
-	if in.limit, err = conf.FieldInt(kfiFieldCheckpointLimit); err != nil {
+	if in.limit, err = conf.FieldInt(fieldCheckpointLimit); err != nil {
 		return nil, err
 	}
 	if in.limit < 1 {
-		return nil, fmt.Errorf("field %s: must be at least 1, got %d", kfiFieldCheckpointLimit, in.limit)
+		return nil, fmt.Errorf("field %s: must be at least 1, got %d", fieldCheckpointLimit, in.limit)
 	}
-	bufferBytes, err := conf.FieldString(kfiFieldPartitionBuffer)
+	bufferBytes, err := conf.FieldString(fieldPartitionBuffer)
 	if err != nil {
 		return nil, err
 	}
 	if n, err := humanize.ParseBytes(bufferBytes); err != nil || n == 0 || n > 1<<40 {
-		return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 1TiB (e.g. 4MiB)", kfiFieldPartitionBuffer, bufferBytes)
+		return nil, fmt.Errorf("field %s: %q is not a byte size between 1B and 1TiB (e.g. 4MiB)", fieldPartitionBuffer, bufferBytes)
 	} else {
 		in.limitBytes = int64(n)
 	}
-	if in.batchPolicy, err = batchpolicy.Field(conf, kfiFieldBatching); err != nil {
+	if in.batchPolicy, err = batchpolicy.Field(conf, fieldBatching); err != nil {
 		return nil, err
 	}
-	procs, err := conf.FieldAnyList(kfiFieldBatching, "processors")
+	procs, err := conf.FieldAnyList(fieldBatching, "processors")
 	if err != nil {
 		return nil, err
 	}
@@ -670,7 +670,7 @@ func (in *franzInput) Connect(ctx context.Context) error {
 		}
 		in.client = cl
 	}
-	pctx, cancel := context.WithTimeout(ctx, kfiPingTimeout)
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := kafkaclient.PingError(pctx, in.client, in.conn.SeedBrokers); err != nil {
 		in.reachable.Store(false)
@@ -706,14 +706,14 @@ func (in *franzInput) Connect(ctx context.Context) error {
 	return nil
 }
 
-// connectFailed spaces the engine's next attempt by kfiReconnect (the engine logs every failed
+// connectFailed spaces the engine's next attempt by reconnectBackoff (the engine logs every failed
 // one) and, for a repeat, says how long the cause has lasted. in.connMu is held.
 func (in *franzInput) connectFailed(err error) error {
 	now := time.Now()
 	if in.connFails == 0 {
 		in.failSince = now
 	}
-	wait := kfiReconnect.Delay(in.connFails)
+	wait := reconnectBackoff.Delay(in.connFails)
 	in.connFails++
 	if in.connFails > 1 {
 		err = fmt.Errorf("%w (failing since %s, attempt %d, next in %v)", err, in.failSince.UTC().Format(time.RFC3339), in.connFails, wait.Round(100*time.Millisecond))
@@ -861,7 +861,7 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 			// start_offset: committed, authorization) returns at once;
 			// pace the loop so it does not spin.
 			select {
-			case <-time.After(kfiPollRetry.Delay(failures)):
+			case <-time.After(pollRetryBackoff.Delay(failures)):
 			case <-in.ctx.Done():
 			}
 			failures++
@@ -970,7 +970,7 @@ func (in *franzInput) commitLoop(cl *kgo.Client) {
 // lagLoop refreshes the lag metrics every topic_lag_refresh_period, fetching or not.
 func (in *franzInput) lagLoop(cl *kgo.Client) {
 	in.every(in.lagPeriod, func() bool {
-		ctx, cancel := context.WithTimeout(in.ctx, max(in.lagPeriod, kfiPingTimeout))
+		ctx, cancel := context.WithTimeout(in.ctx, max(in.lagPeriod, pingTimeout))
 		defer cancel()
 		if err := in.progress.refresh(ctx, cl); err != nil && in.ctx.Err() == nil {
 			// An outage is reported by the health check; the gauges keep their last values.
@@ -983,11 +983,11 @@ func (in *franzInput) lagLoop(cl *kgo.Client) {
 // healthLoop checks, while no records arrive, that some broker answers, so
 // an outage shows as disconnected rather than as an idle topic.
 func (in *franzInput) healthLoop(cl *kgo.Client) {
-	in.every(kfiHealthInterval, func() bool {
-		if time.Since(time.Unix(0, in.lastProgress.Load())) < 2*kfiHealthInterval {
+	in.every(healthInterval, func() bool {
+		if time.Since(time.Unix(0, in.lastProgress.Load())) < 2*healthInterval {
 			return true
 		}
-		pctx, cancel := context.WithTimeout(in.ctx, kfiPingTimeout)
+		pctx, cancel := context.WithTimeout(in.ctx, pingTimeout)
 		err := cl.Ping(pctx)
 		cancel()
 		if in.ctx.Err() != nil {
@@ -1426,7 +1426,7 @@ func recordToMessage(r *kgo.Record, topic any) *service.Message {
 		if meta.Reserved(key) {
 			// The pipeline's own keys say where a message came from (the error record's
 			// source, the nack replayer's trace): a producer must not be able to forge them.
-			key = kfiReservedHeaderPrefix + key
+			key = reservedHeaderPrefix + key
 		}
 		msg.MetaSetMut(key, string(h.Value))
 	}

@@ -3,92 +3,13 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redpanda-data/benthos/v4/public/service"
-	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// parseBackfill reads start_timestamp, end_timestamp and start_offsets and
-// adds the client options they need.
-func (in *franzInput) parseBackfill(conf *service.ParsedConfig, opts []kgo.Opt, regex bool) ([]kgo.Opt, error) {
-	parseTime := func(field string) (int64, error) {
-		s, err := conf.FieldString(field)
-		if err != nil || s == "" {
-			return 0, err
-		}
-		ts, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return 0, fmt.Errorf("field %s: %q is not an RFC 3339 time such as 2025-06-01T00:00:00Z", field, s)
-		}
-		return ts.UnixMilli(), nil
-	}
-	startMs, err := parseTime(fieldStartTimestamp)
-	if err != nil {
-		return nil, err
-	}
-	if in.endMs, err = parseTime(fieldEndTimestamp); err != nil {
-		return nil, err
-	}
-	if in.endMs != 0 && startMs != 0 && in.endMs <= startMs {
-		return nil, fmt.Errorf("field %s must be after %s", fieldEndTimestamp, fieldStartTimestamp)
-	}
-	in.startMs = startMs
-	if in.endMs != 0 && in.group == "" {
-		return nil, fmt.Errorf("field %s needs a %s: the input ends once the group has committed every partition up to it", fieldEndTimestamp, fieldConsumerGroup)
-	}
-	if in.endMs != 0 && (regex || len(in.topics) == 0) {
-		return nil, fmt.Errorf("field %s needs the topics listed in %s, not matched by regular expressions", fieldEndTimestamp, fieldTopics)
-	}
-	if startMs != 0 {
-		// Appended after start_offset's reset option, so it wins.
-		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(startMs)))
-	}
-
-	raw, err := conf.FieldStringList(fieldStartOffsets)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range raw {
-		parts := strings.Split(strings.TrimSpace(e), ":")
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("field %s: %q is not topic:partition:offset", fieldStartOffsets, e)
-		}
-		partition, perr := strconv.ParseInt(parts[1], 10, 32)
-		offset, oerr := strconv.ParseInt(parts[2], 10, 64)
-		if perr != nil || oerr != nil || partition < 0 || offset < 0 {
-			return nil, fmt.Errorf("field %s: %q needs a partition and an offset that are non-negative integers", fieldStartOffsets, e)
-		}
-		if !regex && !contains(in.topics, parts[0]) {
-			return nil, fmt.Errorf("field %s: topic %q of %q is not in %s", fieldStartOffsets, parts[0], e, fieldTopics)
-		}
-		if in.startOffsets == nil {
-			in.startOffsets = map[topicPartition]int64{}
-		}
-		in.startOffsets[topicPartition{parts[0], int32(partition)}] = offset
-	}
-	switch {
-	case len(in.startOffsets) == 0:
-	case in.group != "":
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(in.adjustStartOffsets))
-	case len(in.explicit) == 0:
-		return nil, fmt.Errorf("field %s needs a %s, or explicit partitions in %s (where it sets their start)", fieldStartOffsets, fieldConsumerGroup, fieldTopics)
-	}
-	return opts, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
-}
 
 // onOffsetsFetched records which assigned partitions have a commit (for start_offsets) and
 // where each resumes (for the offset reset check); it runs after an assignment, just before
@@ -140,73 +61,33 @@ func (in *franzInput) adjustStartOffsets(_ context.Context, offsets map[string]m
 // stamped at or after end_timestamp (or the partition's end when there is
 // none) and where the log starts.
 func (in *franzInput) resolveEnds(ctx context.Context, cl *kgo.Client) (map[topicPartition]endBound, error) {
-	meta := kmsg.NewPtrMetadataRequest()
-	for _, t := range in.topics {
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(t)
-		meta.Topics = append(meta.Topics, rt)
-	}
-	mresp, err := meta.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, fmt.Errorf("kafka_franz: listing partitions for end_timestamp: %w", err)
-	}
-	partitions := map[string][]int32{}
-	for _, t := range mresp.Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return nil, fmt.Errorf("kafka_franz: listing partitions of topic %q for end_timestamp: %w", *t.Topic, err)
+	adm := kadm.NewClient(cl) // a view of the client; never closed, which would close cl
+	list := func(what string, lookup func(context.Context, ...string) (kadm.ListedOffsets, error)) (kadm.ListedOffsets, error) {
+		offsets, err := lookup(ctx, in.topics...)
+		if err == nil {
+			err = offsets.Error()
 		}
-		for _, p := range t.Partitions {
-			partitions[*t.Topic] = append(partitions[*t.Topic], p.Partition)
-		}
-	}
-	list := func(ts int64) (map[topicPartition]int64, error) {
-		req := kmsg.NewPtrListOffsetsRequest()
-		for t, ps := range partitions {
-			rt := kmsg.NewListOffsetsRequestTopic()
-			rt.Topic = t
-			for _, p := range ps {
-				rp := kmsg.NewListOffsetsRequestTopicPartition()
-				rp.Partition = p
-				rp.Timestamp = ts
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			req.Topics = append(req.Topics, rt)
-		}
-		resp, err := req.RequestWith(ctx, cl)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("kafka_franz: looking up %s of topics %v for end_timestamp: %w", what, in.topics, err)
 		}
-		out := map[topicPartition]int64{}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					return nil, fmt.Errorf("topic %q partition %d: %w", t.Topic, p.Partition, err)
-				}
-				out[topicPartition{t.Topic, p.Partition}] = p.Offset
-			}
-		}
-		return out, nil
+		return offsets, nil
 	}
-	atEnd, err := list(in.endMs)
+	// kadm answers a partition with no record at or after the time with its end offset.
+	atEnd, err := list("the offsets at end_timestamp", func(ctx context.Context, topics ...string) (kadm.ListedOffsets, error) {
+		return adm.ListOffsetsAfterMilli(ctx, in.endMs, topics...)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("kafka_franz: looking up offsets at end_timestamp: %w", err)
+		return nil, err
 	}
-	latest, err := list(-1)
+	earliest, err := list("the start offsets", adm.ListStartOffsets)
 	if err != nil {
-		return nil, fmt.Errorf("kafka_franz: looking up end offsets for end_timestamp: %w", err)
-	}
-	earliest, err := list(-2)
-	if err != nil {
-		return nil, fmt.Errorf("kafka_franz: looking up start offsets for end_timestamp: %w", err)
+		return nil, err
 	}
 	ends := map[topicPartition]endBound{}
-	for tp, hw := range latest {
-		off := hw
-		if o, ok := atEnd[tp]; ok && o >= 0 {
-			off = o
-		}
-		ends[tp] = endBound{off: off, logStart: earliest[tp]}
-	}
+	atEnd.Each(func(o kadm.ListedOffset) {
+		start, _ := earliest.Lookup(o.Topic, o.Partition)
+		ends[topicPartition{o.Topic, o.Partition}] = endBound{off: o.Offset, logStart: start.Offset}
+	})
 	in.log.Infof("kafka_franz: consuming up to end_timestamp %s: %s", time.UnixMilli(in.endMs).UTC().Format(time.RFC3339), describeEnds(ends))
 	return ends, nil
 }
@@ -269,36 +150,17 @@ func (in *franzInput) endLoop(cl *kgo.Client) {
 // groupCommits fetches the group's committed offsets of the given
 // partitions; a partition without a commit is -1.
 func groupCommits(ctx context.Context, cl *kgo.Client, group string, tps map[topicPartition]endBound) (map[topicPartition]int64, error) {
-	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Group = group
-	byTopic := map[string][]int32{}
-	for tp := range tps {
-		byTopic[tp.topic] = append(byTopic[tp.topic], tp.partition)
-	}
-	for t, ps := range byTopic {
-		rt := kmsg.NewOffsetFetchRequestTopic()
-		rt.Topic = t
-		rt.Partitions = ps
-		req.Topics = append(req.Topics, rt)
-	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := req.RequestWith(rctx, cl)
+	commits, err := kadm.NewClient(cl).FetchOffsets(rctx, group)
 	if err != nil {
 		return nil, err
 	}
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return nil, err
-	}
 	out := map[topicPartition]int64{}
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			out[topicPartition{t.Topic, p.Partition}] = p.Offset
-		}
-	}
 	for tp := range tps {
-		if _, ok := out[tp]; !ok {
-			out[tp] = -1
+		out[tp] = -1
+		if c, ok := commits.Lookup(tp.topic, tp.partition); ok && c.Err == nil {
+			out[tp] = c.At
 		}
 	}
 	return out, nil

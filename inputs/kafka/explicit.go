@@ -44,16 +44,14 @@ func parseExplicitPartitions(entries []string) (plain []string, explicit map[str
 
 // explicitStarts is where each explicit partition starts: its start_offsets entry, else
 // start_timestamp, else start_offset.
-func (in *franzInput) explicitStarts(startAt kgo.Offset) map[string]map[int32]kgo.Offset {
-	if in.startMs != 0 {
-		startAt = kgo.NewOffset().AfterMilli(in.startMs)
-	}
+func (c *inputConfig) explicitStarts() map[string]map[int32]kgo.Offset {
+	startAt := c.resetOffset()
 	out := map[string]map[int32]kgo.Offset{}
-	for topic, ps := range in.explicit {
+	for topic, ps := range c.explicit {
 		out[topic] = map[int32]kgo.Offset{}
 		for _, p := range ps {
 			at := startAt
-			if off, ok := in.startOffsets[topicPartition{topic, p}]; ok {
+			if off, ok := c.startOffsets[topicPartition{topic, p}]; ok {
 				at = kgo.NewOffset().At(off)
 			}
 			out[topic][p] = at

@@ -68,14 +68,11 @@ func newLagTracker(res *service.Resources, group string, fromStart bool) *lagTra
 func (t *lagTracker) assigned(tps map[string][]int32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for topic, ps := range tps {
-		for _, p := range ps {
-			tp := topicPartition{topic, p}
-			if t.owned[tp] == nil {
-				t.owned[tp] = &partitionProgress{next: -1, firstTaken: -1, committed: -2}
-			}
+	eachPartition(tps, func(tp topicPartition) {
+		if t.owned[tp] == nil {
+			t.owned[tp] = &partitionProgress{next: -1, firstTaken: -1, committed: -2}
 		}
-	}
+	})
 }
 
 // unassigned stops tracking partitions this member gave up. Their series are set to 0 (the
@@ -84,18 +81,15 @@ func (t *lagTracker) assigned(tps map[string][]int32) {
 func (t *lagTracker) unassigned(tps map[string][]int32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for topic, ps := range tps {
-		for _, p := range ps {
-			tp := topicPartition{topic, p}
-			if t.owned[tp] == nil {
-				continue
-			}
-			delete(t.owned, tp)
-			label := strconv.Itoa(int(p))
-			t.lag.Set(0, topic, label)
-			t.stalled.Set(0, topic, label)
+	eachPartition(tps, func(tp topicPartition) {
+		if t.owned[tp] == nil {
+			return
 		}
-	}
+		delete(t.owned, tp)
+		label := strconv.Itoa(int(tp.partition))
+		t.lag.Set(0, tp.topic, label)
+		t.stalled.Set(0, tp.topic, label)
+	})
 }
 
 // startsAt records where consumption of an assigned partition resumes: the group's commit.
@@ -222,4 +216,17 @@ func (t *lagTracker) checkReset(tp topicPartition, pp *partitionProgress, logSta
 	t.resets.Incr(1, tp.topic, label)
 	t.log.Errorf("kafka_franz: topic %q partition %d: offsets %d to %d (%d records) were deleted by retention before group %q consumed them; consumption resumed at offset %d, those records are lost to this pipeline",
 		tp.topic, tp.partition, from, to-1, to-from, t.group, to)
+}
+
+// lagLoop refreshes the lag metrics every topic_lag_refresh_period, fetching or not.
+func (in *franzInput) lagLoop(cl *kgo.Client) {
+	in.every(in.lagPeriod, func() bool {
+		ctx, cancel := context.WithTimeout(in.ctx, max(in.lagPeriod, pingTimeout))
+		defer cancel()
+		if err := in.progress.refresh(ctx, cl); err != nil && in.ctx.Err() == nil {
+			// An outage is reported by the health check; the gauges keep their last values.
+			in.log.Debugf("kafka_franz: refreshing the lag of group %q failed: %v", in.group, err)
+		}
+		return true
+	})
 }

@@ -43,6 +43,8 @@ type inputConfig struct {
 	batchPolicy  service.BatchPolicy
 	batchProcs   bool // the batching policy has processors: a batch is no longer one message per record
 	replayNacks  bool
+	multiHeader  bool          // headers as lists of values
+	timelyNacks  time.Duration // timely_nacks_maximum_wait; 0: none
 
 	// Backfill bounds; see start_timestamp, end_timestamp and start_offsets.
 	startMs      int64 // 0: none
@@ -111,6 +113,18 @@ func parseConfig(conf *service.ParsedConfig) (inputConfig, error) {
 	if c.replayNacks, err = conf.FieldBool(service.AutoRetryNacksToggleFieldName); err != nil {
 		return c, err
 	}
+	if c.multiHeader, err = conf.FieldBool(fieldMultiHeader); err != nil {
+		return c, err
+	}
+	wait, err := conf.FieldString(fieldTimelyNacks)
+	if err != nil {
+		return c, err
+	}
+	if wait != "" {
+		if c.timelyNacks, err = time.ParseDuration(wait); err != nil || c.timelyNacks <= 0 {
+			return c, fmt.Errorf("field %s: %q is not a positive duration with a unit, such as 1m (empty: no limit)", fieldTimelyNacks, wait)
+		}
+	}
 	return c, nil
 }
 
@@ -127,12 +141,21 @@ func (c *inputConfig) parseTopics(conf *service.ParsedConfig) error {
 	if c.regexExclude, err = conf.FieldStringList(fieldRegexpTopicsExclude); err != nil {
 		return err
 	}
+	topics := kafkaclient.SplitList(raw)
+	regexpTopics, err := conf.FieldBool(fieldRegexpTopics)
+	if err != nil {
+		return err
+	}
+	if regexpTopics {
+		// Connect's older spelling of regexp_topics_include: one way underneath.
+		c.regexInclude = append(c.regexInclude, topics...)
+		topics = nil
+	}
 	for _, re := range slices.Concat(c.regexInclude, c.regexExclude) {
 		if _, err := regexp.Compile(re); err != nil {
 			return fmt.Errorf("topic regular expression %q does not compile: %w", re, err)
 		}
 	}
-	topics := kafkaclient.SplitList(raw)
 	if len(topics) == 0 && len(c.regexInclude) == 0 {
 		return fmt.Errorf("field %s or %s: at least one topic is required", fieldTopics, fieldRegexpTopicsInclude)
 	}

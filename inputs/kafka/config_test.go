@@ -153,6 +153,16 @@ batching:
 			wantErr: "checkpoint_limit",
 		},
 		{
+			name:    "timely nacks without a unit",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\ntimely_nacks_maximum_wait: \"30\"\n",
+			wantErr: "timely_nacks_maximum_wait",
+		},
+		{
+			name:    "regexp_topics that do not compile",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"(\" ]\nregexp_topics: true\n",
+			wantErr: "does not compile",
+		},
+		{
 			name:    "zero partition buffer",
 			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\npartition_buffer_bytes: 0B\n",
 			wantErr: "partition_buffer_bytes",
@@ -309,11 +319,19 @@ func TestParseConfigValues(t *testing.T) {
 	if c.startOffsets[topicPartition{"t", 2}] != 7 || c.limitBytes != 16<<20 || !c.readCommitted || c.replayNacks {
 		t.Errorf("start offsets %v, limitBytes %d, readCommitted %v, replayNacks %v", c.startOffsets, c.limitBytes, c.readCommitted, c.replayNacks)
 	}
+	if c.timelyNacks != 0 || c.multiHeader {
+		t.Errorf("timely nacks %v, multi header %v: want Connect's defaults, off", c.timelyNacks, c.multiHeader)
+	}
 	starts := c.explicitStarts()
 	if got := starts["t"][2]; got != kgo.NewOffset().At(7) {
 		t.Errorf("explicit start of t/2: %v, want its start_offsets entry 7", got)
 	}
 	if got := starts["t"][1]; got != kgo.NewOffset().AtStart() {
 		t.Errorf("explicit start of t/1: %v, want the log start (start_offset earliest)", got)
+	}
+
+	c = parse("seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"^iot_\" ]\nregexp_topics: true\nmulti_header: true\ntimely_nacks_maximum_wait: 1m\n")
+	if len(c.topics) != 0 || !slices.Equal(c.regexInclude, []string{"^iot_"}) || !c.multiHeader || c.timelyNacks != time.Minute {
+		t.Errorf("regexp_topics: topics %v, include %v; multi header %v; timely nacks %v", c.topics, c.regexInclude, c.multiHeader, c.timelyNacks)
 	}
 }

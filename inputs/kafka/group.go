@@ -80,6 +80,7 @@ func (in *franzInput) pollLoop(cl *kgo.Client) {
 			got = true
 			in.progress.fetched(fp.Topic, fp.Partition, fp.Records[0].Offset, fp.Records[len(fp.Records)-1].Offset)
 			p := in.partitionFor(cl, fp.Topic, fp.Partition)
+			withFetchInfo(fp.Records, &fetchInfo{highWatermark: fp.HighWatermark, multiHeader: in.multiHeader})
 			recs, finished := in.withinEnd(fp.Topic, fp.Partition, fp.Records)
 			if len(recs) > 0 {
 				p.enqueue(recs)

@@ -39,13 +39,13 @@ func init() {
 				return nil, err
 			}
 			if !in.replayNacks {
-				return in, nil
+				return withTimelyNacks(in, in.timelyNacks), nil
 			}
 			// Not the engine's AutoRetryNacksBatched: after a partial
 			// rejection it can map a later rejection onto the wrong
 			// messages and acknowledge some never delivered (see
 			// internal/nackreplay).
-			return nackreplay.Wrap(in), nil
+			return withTimelyNacks(nackreplay.Wrap(in), in.timelyNacks), nil
 		})
 }
 

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"unsafe"
 
@@ -49,20 +50,72 @@ func (b recordBatch) IndexOf(m *service.Message) (int, bool) {
 // batch, which the client allocates afresh for each fetch and never writes again.
 func recordToMessage(r *kgo.Record, topic any) *service.Message {
 	msg := service.NewMessage(r.Value)
+	var fi *fetchInfo
+	if r.Context != nil {
+		fi, _ = r.Context.Value(fetchInfoKey{}).(*fetchInfo)
+	}
+	if fi != nil {
+		msg.MetaSetMut(meta.KafkaLag, max(fi.highWatermark-r.Offset-1, 0))
+	}
+	msg.MetaSetMut(meta.KafkaTombstoneMessage, r.Value == nil)
 	msg.MetaSetMut(meta.KafkaKey, unsafe.String(unsafe.SliceData(r.Key), len(r.Key)))
 	msg.MetaSetMut(meta.KafkaTopic, topic)
 	msg.MetaSetMut(meta.KafkaPartition, int(r.Partition))
 	msg.MetaSetMut(meta.KafkaOffset, int(r.Offset))
 	msg.MetaSetMut(meta.KafkaTimestampUnix, r.Timestamp.Unix())
 	msg.MetaSetMut(meta.KafkaTimestampMs, r.Timestamp.UnixMilli())
+	if fi != nil && fi.multiHeader {
+		setHeaderLists(msg, r.Headers)
+		return msg
+	}
 	for _, h := range r.Headers {
-		key := h.Key
-		if meta.Reserved(key) {
-			// The pipeline's own keys say where a message came from (the error record's
-			// source, the nack replayer's trace): a producer must not be able to forge them.
-			key = reservedHeaderPrefix + key
-		}
-		msg.MetaSetMut(key, string(h.Value))
+		msg.MetaSetMut(headerKey(h.Key), string(h.Value))
 	}
 	return msg
+}
+
+// headerKey is the metadata key of a record header.
+func headerKey(name string) string {
+	if meta.Reserved(name) {
+		// The pipeline's own keys say where a message came from (the error record's source,
+		// the nack replayer's trace): a producer must not be able to forge them.
+		return reservedHeaderPrefix + name
+	}
+	return name
+}
+
+// setHeaderLists sets each header key to the list of its values, in the record's order
+// (multi_header).
+func setHeaderLists(msg *service.Message, headers []kgo.RecordHeader) {
+	lists := make(map[string][]any, len(headers))
+	var order []string
+	for _, h := range headers {
+		key := headerKey(h.Key)
+		if _, seen := lists[key]; !seen {
+			order = append(order, key)
+		}
+		lists[key] = append(lists[key], string(h.Value))
+	}
+	for _, key := range order {
+		msg.MetaSetMut(key, lists[key])
+	}
+}
+
+// fetchInfo is what the message of a record needs beyond the record, fixed when its partition
+// was fetched: a message built again for redelivery is then the same. One per partition fetch,
+// shared by its records through their Context (which the client leaves to the user when
+// consuming).
+type fetchInfo struct {
+	highWatermark int64 // of the partition, in the fetch response
+	multiHeader   bool
+}
+
+type fetchInfoKey struct{}
+
+// withFetchInfo attaches the fetch's facts to its records.
+func withFetchInfo(recs []*kgo.Record, fi *fetchInfo) {
+	ctx := context.WithValue(context.Background(), fetchInfoKey{}, fi)
+	for _, r := range recs {
+		r.Context = ctx
+	}
 }

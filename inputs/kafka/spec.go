@@ -31,6 +31,9 @@ const (
 	fieldFetchMinBytes       = "fetch_min_bytes"
 	fieldIsolationLevel      = "transaction_isolation_level"
 	fieldBatching            = "batching"
+	fieldRegexpTopics        = "regexp_topics"
+	fieldMultiHeader         = "multi_header"
+	fieldTimelyNacks         = "timely_nacks_maximum_wait"
 
 	// Additions over Redpanda Connect's field set, for backfills.
 	fieldStartTimestamp = "start_timestamp"
@@ -94,7 +97,8 @@ and reconnects by itself, resuming where it was.
 ### Metadata
 
 Each message carries `+"`"+meta.KafkaKey+"`, `"+meta.KafkaTopic+"`, `"+meta.KafkaPartition+"`, `"+meta.KafkaOffset+"`, `"+meta.KafkaTimestampUnix+"`"+` (seconds) and
-`+"`"+meta.KafkaTimestampMs+"`"+` (milliseconds) of the record, plus every record header as a metadata key of
+`+"`"+meta.KafkaTimestampMs+"`"+` (milliseconds) of the record, `+"`"+meta.KafkaLag+"`"+` (the partition's high watermark at the
+fetch minus the record's offset minus 1), `+"`"+meta.KafkaTombstoneMessage+"`"+` (true when the record's value is null), plus every record header as a metadata key of
 the same name, except where that name is one of the pipeline's own keys (`+"`kafka_*`, `iot_*`, `fallback_error`, `path`"+`):
 such a header is kept as `+"`"+reservedHeaderPrefix+"<name>`"+` (a header `+"`kafka_topic`"+` is readable as
 `+"`"+reservedHeaderPrefix+"kafka_topic`"+`), and the input's own value stays. Those keys tell where a message came from
@@ -234,6 +238,19 @@ Without a consumer group nothing is reported.
 			service.NewBatchPolicyField(fieldBatching).
 				Description("Cuts the records of each partition into batches (count, byte size, period); applied per partition, so a batch never mixes partitions. A batch is also cut when it holds `"+fieldCheckpointLimit+"` records, since its partition takes no more until acknowledgements come back: a `count` above the limit yields batches of `"+fieldCheckpointLimit+"` records, never a wait for the `period`. Without it, each partition fetch is one batch."),
 			service.NewAutoRetryNacksToggleField(),
+			service.NewBoolField(fieldRegexpTopics).
+				Description("Whether the entries of `topics` are regular expressions: every topic matching one is consumed, as in Redpanda Connect. The same as listing them in `"+fieldRegexpTopicsInclude+"`; explicit partitions cannot be combined with it.").
+				Default(false).
+				Advanced(),
+			service.NewBoolField(fieldMultiHeader).
+				Description("Decode record headers into lists, so that a key repeated in a record keeps all its values: each header key's metadata is then a list of strings, in the record's order, instead of the string of its last value. As in Redpanda Connect.").
+				Default(false).
+				Advanced(),
+			service.NewStringField(fieldTimelyNacks).
+				Description("A batch neither acknowledged nor rejected within this time (a hung output, say) is rejected, and so delivered again when `auto_replay_nacks` is true (counted as done when it is false); its late answer is then ignored. As in Redpanda Connect. Empty: no limit.").
+				Default("").
+				Example("1m").
+				Advanced(),
 			service.NewStringField(fieldStartTimestamp).
 				Description("Backfill: partitions without a committed offset start at their first record stamped at or after this time (RFC 3339), instead of at `start_offset`. Partitions with a commit resume from it, so a restarted backfill continues where it stopped. Empty: not used.").
 				Default("").
@@ -255,7 +272,7 @@ Without a consumer group nothing is reported.
 		LintRule(speclint.Rule(append(append(append([]string{
 			`if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`},
 			speclint.Durations(fieldFetchMaxWait, fieldSessionTimeout, fieldRebalanceTimeout, fieldHeartbeatInterval,
-				fieldCommitPeriod, fieldLagRefreshPeriod)...),
+				fieldCommitPeriod, fieldLagRefreshPeriod, fieldTimelyNacks)...),
 			append(append(speclint.Batching(fieldBatching), speclint.Positive(fieldCheckpointLimit)...), speclint.PositiveBytes(fieldPartitionBuffer)...)...),
 			kafkaclient.TuningLint()...)...)).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `

@@ -28,6 +28,11 @@ const (
 	KafkaTimestampUnix = "kafka_timestamp_unix"
 	// KafkaTimestampMs is the record's time in milliseconds since the epoch (int64).
 	KafkaTimestampMs = "kafka_timestamp_ms"
+	// KafkaLag is the partition's high watermark at the fetch minus the record's offset minus 1:
+	// the records after it not yet consumed (int64), as in Redpanda Connect.
+	KafkaLag = "kafka_lag"
+	// KafkaTombstoneMessage is true when the record's value is null (bool).
+	KafkaTombstoneMessage = "kafka_tombstone_message"
 )
 
 // Keys that name where a reading came from when the consumed record is not the reading's own

@@ -54,6 +54,17 @@ func Positive(paths ...string) []string {
 	return out
 }
 
+// PositiveBytes checks that each byte-size field, when set, is a size of more than zero bytes
+// with an optional unit ("4MiB", "512KB", "100"), as the components parse it.
+func PositiveBytes(paths ...string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, fmt.Sprintf(
+			`if (this.%[1]s.type() == "number" && this.%[1]s <= 0) || (this.%[1]s.type() == "string" && (!this.%[1]s.re_match("(?i)^\\s*[0-9]*\\.?[0-9]+\\s*([kmgtpe]i?b?|b)?\\s*$") || this.%[1]s.re_match("^\\s*[0.]+\\s*[A-Za-z]*\\s*$"))) { "field %[1]s: %%v is not a byte size of more than 0, such as 4MiB".format(this.%[1]s) }`, p))
+	}
+	return out
+}
+
 // Batching checks a batching policy block at path: its count, byte size and period.
 func Batching(path string) []string {
 	out := NonNegative(path+".count", path+".byte_size")

@@ -15,6 +15,7 @@ func lintOf(t *testing.T, rule, yaml string) []string {
 		Field(service.NewObjectField("nested", service.NewDurationField("period").Optional())).
 		Field(service.NewBatchPolicyField("batching")).
 		Field(service.NewIntField("limit").Optional()).
+		Field(service.NewStringField("size").Optional()).
 		LintRule(rule)
 	env := service.NewEnvironment()
 	if err := env.RegisterBatchOutput("probe", spec, func(*service.ParsedConfig, *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
@@ -39,7 +40,7 @@ func indent(s, by string) string {
 }
 
 func TestRulesCatchValuesTheSchemaLetsThrough(t *testing.T) {
-	rule := Rule(append(append(Durations("wait", "nested.period"), Batching("batching")...), Positive("limit")...)...)
+	rule := Rule(append(append(Durations("wait", "nested.period"), Batching("batching")...), append(Positive("limit"), PositiveBytes("size")...)...)...)
 	for _, tc := range []struct {
 		yaml string
 		want string // "" for clean
@@ -50,6 +51,13 @@ func TestRulesCatchValuesTheSchemaLetsThrough(t *testing.T) {
 		{"batching: { count: -5 }", "field batching.count: must not be negative, got -5"},
 		{"batching: { period: 5000 }", `field batching.period: "5000" is not a duration`},
 		{"limit: 0", "field limit: must be more than 0, got 0"},
+		{"size: 4MiB", ""},
+		{"size: 512 kb", ""},
+		{"size: '100'", ""},
+		{"size: 0B", "field size: 0B is not a byte size of more than 0"},
+		{"size: 0", "field size: 0 is not a byte size of more than 0"},
+		{"size: -1MiB", "field size: -1MiB is not a byte size of more than 0"},
+		{"size: lots", "field size: lots is not a byte size of more than 0"},
 	} {
 		got := strings.Join(lintOf(t, rule, tc.yaml), "\n")
 		if tc.want == "" && got != "" {

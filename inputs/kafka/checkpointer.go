@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"sync"
@@ -31,6 +31,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 type checkpoint struct {
 	next     kgo.EpochOffset // offset after the batch's last record
 	records  int
+	bytes    int64 // of its records, as partition_buffer_bytes counts them
 	done     bool
 	rejected bool      // rejected downstream at least once and being delivered again
 	since    time.Time // when it was handed on
@@ -43,10 +44,10 @@ type checkpoint struct {
 // common case keeps the cheap global gate.
 const stuckAfter = 10 * time.Second
 
-// track registers a batch whose last record is at next.Offset-1. Batches
-// must be tracked in offset order.
-func (c *checkpointer) track(next kgo.EpochOffset, records int) *checkpoint {
-	cp := &checkpoint{next: next, records: records, since: time.Now()}
+// track registers a batch of records holding size bytes whose last record is at
+// next.Offset-1. Batches must be tracked in offset order.
+func (c *checkpointer) track(next kgo.EpochOffset, records int, size int64) *checkpoint {
+	cp := &checkpoint{next: next, records: records, bytes: size, since: time.Now()}
 	c.mu.Lock()
 	c.pending = append(c.pending, cp)
 	c.records += records
@@ -54,20 +55,20 @@ func (c *checkpointer) track(next kgo.EpochOffset, records int) *checkpoint {
 	return cp
 }
 
-// release marks a batch acknowledged and returns how many records became
+// release marks a batch acknowledged and returns how many records, and bytes, became
 // committable by it (zero while an earlier batch is still in flight).
 // Releasing a batch twice is harmless.
-func (c *checkpointer) release(cp *checkpoint) int {
+func (c *checkpointer) release(cp *checkpoint) (freed int, freedBytes int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cp.done = true
-	freed := 0
 	n := 0
 	for n < len(c.pending) && c.pending[n].done {
 		c.committable = c.pending[n].next
 		c.hasOffset = true
 		c.records -= c.pending[n].records
 		freed += c.pending[n].records
+		freedBytes += c.pending[n].bytes
 		n++
 	}
 	if n > 0 {
@@ -80,7 +81,7 @@ func (c *checkpointer) release(cp *checkpoint) int {
 		c.pending = c.pending[:len(c.pending)-n]
 	}
 	c.signalIfDrained()
-	return freed
+	return freed, freedBytes
 }
 
 // abandon forgets the newest batch, which was tracked but never handed on (its partition was

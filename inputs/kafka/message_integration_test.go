@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -101,7 +101,7 @@ switch:
 			if err := json.Unmarshal(body, &record); err != nil {
 				t.Errorf("error record is not JSON: %v: %s", err, body)
 			}
-			headerTopic, _ = m.MetaGet(kfiReservedHeaderPrefix + meta.KafkaTopic)
+			headerTopic, _ = m.MetaGet(reservedHeaderPrefix + meta.KafkaTopic)
 			origin, _ = m.MetaGet("origin")
 			accepted[int(off)] = true
 		}
@@ -138,6 +138,6 @@ switch:
 		t.Errorf("error record error %q, want the processing error, not the forged fallback_error", errText)
 	}
 	if headerTopic != "payments" || origin != "test" {
-		t.Errorf("headers read back as %s=%q and origin=%q, want payments and test", kfiReservedHeaderPrefix+meta.KafkaTopic, headerTopic, origin)
+		t.Errorf("headers read back as %s=%q and origin=%q, want payments and test", reservedHeaderPrefix+meta.KafkaTopic, headerTopic, origin)
 	}
 }

@@ -1,12 +1,13 @@
-package inputs
+package kafka
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-
-	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestKafkaFranzInputConfig(t *testing.T) {
@@ -152,6 +153,26 @@ batching:
 			wantErr: "checkpoint_limit",
 		},
 		{
+			name:    "timely nacks without a unit",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\ntimely_nacks_maximum_wait: \"30\"\n",
+			wantErr: "timely_nacks_maximum_wait",
+		},
+		{
+			name:    "regexp_topics that do not compile",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"(\" ]\nregexp_topics: true\n",
+			wantErr: "does not compile",
+		},
+		{
+			name:    "zero partition buffer",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\npartition_buffer_bytes: 0B\n",
+			wantErr: "partition_buffer_bytes",
+		},
+		{
+			name:    "partition buffer without a size",
+			yaml:    "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\npartition_buffer_bytes: lots\n",
+			wantErr: "partition_buffer_bytes",
+		},
+		{
 			// Cut at checkpoint_limit: such a batch is never left waiting.
 			name: "batch bigger than the checkpoint limit, no period",
 			yaml: "seed_brokers: [ \"localhost:9092\" ]\ntopics: [ t ]\nconsumer_group: g\ncheckpoint_limit: 100\nbatching:\n  count: 500\n",
@@ -217,10 +238,7 @@ batching:
 			if perr != nil {
 				err = perr
 			} else {
-				var in *franzInput
-				if in, err = newFranzInput(conf, service.MockResources()); err == nil {
-					in.stop()
-				}
+				_, err = parseConfig(conf)
 			}
 			if tc.wantErr == "" {
 				if err != nil {
@@ -265,34 +283,55 @@ func TestKafkaFranzInputLint(t *testing.T) {
 	}
 }
 
-// The nack replayer traces a rejected message to its record by the partition and offset in its
-// metadata; anything that does not name one record of the batch is not traced.
-func TestRecordBatchIndexOf(t *testing.T) {
-	recs := recordBatch{
-		{Topic: "t", Partition: 3, Offset: 10, Value: []byte("a")},
-		{Topic: "t", Partition: 3, Offset: 11, Value: []byte("b")},
-		{Topic: "t", Partition: 3, Offset: 14, Value: []byte("c")}, // a gap, as after compaction
-	}
-	for i := range recs {
-		m := recs.Message(i)
-		m.SetBytes([]byte("processed")) // what the pipeline does to it does not matter
-		if got, ok := recs.IndexOf(m.Copy()); !ok || got != i {
-			t.Errorf("message of record %d: IndexOf = %d, %v", i, got, ok)
+// The config is parsed into the values the input runs with: the defaults where nothing is
+// set, a topic:first-last entry as its partitions, sizes and durations in their units.
+func TestParseConfigValues(t *testing.T) {
+	parse := func(yaml string) inputConfig {
+		t.Helper()
+		conf, err := kafkaFranzInputSpec().ParseYAML(yaml, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	untraceable := map[string]func(m *service.Message){
-		"offset in the gap":        func(m *service.Message) { m.MetaSetMut(meta.KafkaOffset, 12) },
-		"offset past the batch":    func(m *service.Message) { m.MetaSetMut(meta.KafkaOffset, 15) },
-		"another partition":        func(m *service.Message) { m.MetaSetMut(meta.KafkaPartition, 4) },
-		"another topic":            func(m *service.Message) { m.MetaSetMut(meta.KafkaTopic, "u") },
-		"offset rewritten as text": func(m *service.Message) { m.MetaSetMut(meta.KafkaOffset, "11") },
-		"offset removed":           func(m *service.Message) { m.MetaDelete(meta.KafkaOffset) },
-	}
-	for name, change := range untraceable {
-		m := recs.Message(1)
-		change(m)
-		if got, ok := recs.IndexOf(m); ok {
-			t.Errorf("%s: traced to record %d", name, got)
+		c, err := parseConfig(conf)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return c
+	}
+	c := parse("seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"a,b\" ]\nconsumer_group: g\n")
+	if !slices.Equal(c.topics, []string{"a", "b"}) || c.group != "g" || len(c.explicit) != 0 {
+		t.Errorf("topics %v, group %q, explicit %v", c.topics, c.group, c.explicit)
+	}
+	if c.limit != 1024 || c.limitBytes != 4<<20 || c.fetchMaxPartitionBytes != 256<<10 || c.fetchMaxBytes != 50<<20 || c.fetchMinBytes != 1 {
+		t.Errorf("defaults: limit %d, limitBytes %d, fetch %d/%d/%d", c.limit, c.limitBytes, c.fetchMaxBytes, c.fetchMaxPartitionBytes, c.fetchMinBytes)
+	}
+	if c.sessionTimeout != 20*time.Second || c.rebalanceTimeout != 20*time.Second || c.drainWait != 20*time.Second/3 || c.commitPeriod != 5*time.Second {
+		t.Errorf("timings: session %v, rebalance %v, drain %v, commit %v", c.sessionTimeout, c.rebalanceTimeout, c.drainWait, c.commitPeriod)
+	}
+	if !c.replayNacks || c.readCommitted || c.startOffset != startEarliest {
+		t.Errorf("replayNacks %v, readCommitted %v, start %q", c.replayNacks, c.readCommitted, c.startOffset)
+	}
+
+	c = parse("seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"t:1-3\", \"u:0\" ]\nstart_offsets: [ \"t:2:7\" ]\npartition_buffer_bytes: 16MiB\ntransaction_isolation_level: read_committed\nauto_replay_nacks: false\n")
+	if !slices.Equal(c.topics, []string{"t", "u"}) || !slices.Equal(c.explicit["t"], []int32{1, 2, 3}) || !slices.Equal(c.explicit["u"], []int32{0}) {
+		t.Errorf("explicit partitions: topics %v, explicit %v", c.topics, c.explicit)
+	}
+	if c.startOffsets[topicPartition{"t", 2}] != 7 || c.limitBytes != 16<<20 || !c.readCommitted || c.replayNacks {
+		t.Errorf("start offsets %v, limitBytes %d, readCommitted %v, replayNacks %v", c.startOffsets, c.limitBytes, c.readCommitted, c.replayNacks)
+	}
+	if c.timelyNacks != 0 || c.multiHeader {
+		t.Errorf("timely nacks %v, multi header %v: want Connect's defaults, off", c.timelyNacks, c.multiHeader)
+	}
+	starts := c.explicitStarts()
+	if got := starts["t"][2]; got != kgo.NewOffset().At(7) {
+		t.Errorf("explicit start of t/2: %v, want its start_offsets entry 7", got)
+	}
+	if got := starts["t"][1]; got != kgo.NewOffset().AtStart() {
+		t.Errorf("explicit start of t/1: %v, want the log start (start_offset earliest)", got)
+	}
+
+	c = parse("seed_brokers: [ \"localhost:9092\" ]\ntopics: [ \"^iot_\" ]\nregexp_topics: true\nmulti_header: true\ntimely_nacks_maximum_wait: 1m\n")
+	if len(c.topics) != 0 || !slices.Equal(c.regexInclude, []string{"^iot_"}) || !c.multiHeader || c.timelyNacks != time.Minute {
+		t.Errorf("regexp_topics: topics %v, include %v; multi header %v; timely nacks %v", c.topics, c.regexInclude, c.multiHeader, c.timelyNacks)
 	}
 }

@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -139,23 +139,23 @@ func TestKafkaFranzInputLagDuringStall(t *testing.T) {
 	})
 
 	eventually(t, "the lag of every partition, idle one included, with the output blocked", func() bool {
-		l0, ok0 := capture.get(kfiMetricLag, topic, "0")
-		l1, ok1 := capture.get(kfiMetricLag, topic, "1")
-		l2, ok2 := capture.get(kfiMetricLag, topic, "2")
+		l0, ok0 := capture.get(metricLag, topic, "0")
+		l1, ok1 := capture.get(metricLag, topic, "1")
+		l2, ok2 := capture.get(metricLag, topic, "2")
 		return ok0 && ok1 && ok2 && l0 == perPart && l1 == perPart && l2 == 0
 	})
 	eventually(t, "the stalled seconds of the blocked partitions to rise", func() bool {
-		s0, _ := capture.get(kfiMetricStalled, topic, "0")
-		s1, _ := capture.get(kfiMetricStalled, topic, "1")
+		s0, _ := capture.get(metricStalled, topic, "0")
+		s1, _ := capture.get(metricStalled, topic, "1")
 		return s0 >= 2 && s1 >= 2
 	})
-	if s2, ok := capture.get(kfiMetricStalled, topic, "2"); !ok || s2 != 0 {
+	if s2, ok := capture.get(metricStalled, topic, "2"); !ok || s2 != 0 {
 		t.Errorf("idle partition: stalled %d (reported %v), want 0: it has no lag", s2, ok)
 	}
 	// Lag is measured from the commit, not from what was fetched: the input holds at most 20
 	// records per partition plus one fetch, which must not lower it.
 	for p, want := range map[string]int64{"0": perPart, "1": perPart} {
-		if l, _ := capture.get(kfiMetricLag, topic, p); l != want {
+		if l, _ := capture.get(metricLag, topic, p); l != want {
 			t.Errorf("partition %s: lag %d with nothing committed, want %d", p, l, want)
 		}
 	}
@@ -166,16 +166,16 @@ func TestKafkaFranzInputLagDuringStall(t *testing.T) {
 		n := got
 		mu.Unlock()
 		for _, p := range []string{"0", "1", "2"} {
-			if l, _ := capture.get(kfiMetricLag, topic, p); l != 0 {
+			if l, _ := capture.get(metricLag, topic, p); l != 0 {
 				return false
 			}
-			if s, _ := capture.get(kfiMetricStalled, topic, p); s != 0 {
+			if s, _ := capture.get(metricStalled, topic, p); s != 0 {
 				return false
 			}
 		}
 		return n >= 2*perPart
 	})
-	if r, ok := capture.get(kfiMetricResets, topic, "0"); ok && r != 0 {
+	if r, ok := capture.get(metricResets, topic, "0"); ok && r != 0 {
 		t.Errorf("offset resets %d without any deletion", r)
 	}
 }
@@ -226,7 +226,7 @@ func TestKafkaFranzInputOffsetReset(t *testing.T) {
 		mu.Lock()
 		got := len(offsets)
 		mu.Unlock()
-		r, _ := capture.get(kfiMetricResets, topic, "0")
+		r, _ := capture.get(metricResets, topic, "0")
 		return got >= n-60 && r == 1
 	})
 	mu.Lock()
@@ -235,10 +235,10 @@ func TestKafkaFranzInputOffsetReset(t *testing.T) {
 		t.Errorf("first offset delivered %d, want 60, the new log start", offsets[0])
 	}
 	eventually(t, "lag 0 once everything left is committed", func() bool {
-		l, ok := capture.get(kfiMetricLag, topic, "0")
+		l, ok := capture.get(metricLag, topic, "0")
 		return ok && l == 0
 	})
-	if r, _ := capture.get(kfiMetricResets, topic, "0"); r != 1 {
+	if r, _ := capture.get(metricResets, topic, "0"); r != 1 {
 		t.Errorf("offset resets %d, want exactly 1", r)
 	}
 }

@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func parseExplicitPartitions(entries []string) (plain []string, explicit map[str
 			hi, errHi = strconv.ParseInt(last, 10, 32)
 		}
 		if topic == "" || errLo != nil || errHi != nil || lo < 0 || hi < lo {
-			return nil, nil, fmt.Errorf("field %s: %q is not topic, topic:partition or topic:first-last (e.g. iot_validated_data:0-5)", kfiFieldTopics, e)
+			return nil, nil, fmt.Errorf("field %s: %q is not topic, topic:partition or topic:first-last (e.g. iot_validated_data:0-5)", fieldTopics, e)
 		}
 		if explicit == nil {
 			explicit = map[string][]int32{}
@@ -44,16 +44,14 @@ func parseExplicitPartitions(entries []string) (plain []string, explicit map[str
 
 // explicitStarts is where each explicit partition starts: its start_offsets entry, else
 // start_timestamp, else start_offset.
-func (in *franzInput) explicitStarts(startAt kgo.Offset) map[string]map[int32]kgo.Offset {
-	if in.startMs != 0 {
-		startAt = kgo.NewOffset().AfterMilli(in.startMs)
-	}
+func (c *inputConfig) explicitStarts() map[string]map[int32]kgo.Offset {
+	startAt := c.resetOffset()
 	out := map[string]map[int32]kgo.Offset{}
-	for topic, ps := range in.explicit {
+	for topic, ps := range c.explicit {
 		out[topic] = map[int32]kgo.Offset{}
 		for _, p := range ps {
 			at := startAt
-			if off, ok := in.startOffsets[topicPartition{topic, p}]; ok {
+			if off, ok := c.startOffsets[topicPartition{topic, p}]; ok {
 				at = kgo.NewOffset().At(off)
 			}
 			out[topic][p] = at
@@ -79,11 +77,11 @@ func (in *franzInput) checkExplicit(ctx context.Context, cl *kgo.Client) error {
 	for _, t := range topics {
 		d, ok := details[t]
 		if !ok || d.Err != nil {
-			return fmt.Errorf("kafka_franz: topic %q of field %s does not exist (create it, or correct the name)", t, kfiFieldTopics)
+			return fmt.Errorf("kafka_franz: topic %q of field %s does not exist (create it, or correct the name)", t, fieldTopics)
 		}
 		for _, p := range in.explicit[t] {
 			if int(p) >= len(d.Partitions) {
-				return fmt.Errorf("kafka_franz: topic %q has %d partitions, so partition %d of field %s does not exist", t, len(d.Partitions), p, kfiFieldTopics)
+				return fmt.Errorf("kafka_franz: topic %q has %d partitions, so partition %d of field %s does not exist", t, len(d.Partitions), p, fieldTopics)
 			}
 		}
 	}

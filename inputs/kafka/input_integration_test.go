@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -779,14 +779,14 @@ func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
 	streamtest.Run(t, sb, 20*time.Second)
 
 	eventually(t, "the lag gauge to be reported", func() bool {
-		_, ok := capture.get(kfiMetricLag, topic, "0")
+		_, ok := capture.get(metricLag, topic, "0")
 		return ok
 	})
 	// The output is blocked: with checkpoint_limit 20 the input holds a few
 	// dozen records at most, so most of the partition stays unfetched. The
 	// sampling spans many fetch_max_wait periods.
 	for i := 0; i < 20; i++ {
-		if lag, _ := capture.get(kfiMetricLag, topic, "0"); lag < n/2 {
+		if lag, _ := capture.get(metricLag, topic, "0"); lag < n/2 {
 			t.Fatalf("lag %d with the output blocked: the input fetched %d records past checkpoint_limit 20", lag, n-lag)
 		}
 		time.Sleep(25 * time.Millisecond)
@@ -797,7 +797,7 @@ func TestKafkaFranzInputBackPressureAndLag(t *testing.T) {
 		mu.Lock()
 		got := len(offsets)
 		mu.Unlock()
-		lag, _ := capture.get(kfiMetricLag, topic, "0")
+		lag, _ := capture.get(metricLag, topic, "0")
 		return got >= n && lag == 0
 	})
 	mu.Lock()

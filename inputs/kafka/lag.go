@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 
 // Metrics of the partitions a member owns, refreshed every topic_lag_refresh_period.
 const (
-	// kfiMetricLag: the partition's end offset minus the group's committed offset.
-	kfiMetricLag = "kafka_consumer_lag"
-	// kfiMetricStalled: seconds the committed offset has not moved while the partition has lag.
-	kfiMetricStalled = "kafka_partition_stalled_seconds"
-	// kfiMetricResets: positions reset because the offset to consume was deleted by retention.
-	kfiMetricResets = "kafka_offset_resets"
+	// metricLag: the partition's end offset minus the group's committed offset.
+	metricLag = "kafka_consumer_lag"
+	// metricStalled: seconds the committed offset has not moved while the partition has lag.
+	metricStalled = "kafka_partition_stalled_seconds"
+	// metricResets: positions reset because the offset to consume was deleted by retention.
+	metricResets = "kafka_offset_resets"
 )
 
 // partitionProgress is what the lag refresher knows of one partition the member owns.
@@ -57,9 +57,9 @@ func newLagTracker(res *service.Resources, group string, fromStart bool) *lagTra
 		log:       res.Logger(),
 		group:     group,
 		fromStart: fromStart,
-		lag:       m.NewGauge(kfiMetricLag, "topic", "partition"),
-		stalled:   m.NewGauge(kfiMetricStalled, "topic", "partition"),
-		resets:    m.NewCounter(kfiMetricResets, "topic", "partition"),
+		lag:       m.NewGauge(metricLag, "topic", "partition"),
+		stalled:   m.NewGauge(metricStalled, "topic", "partition"),
+		resets:    m.NewCounter(metricResets, "topic", "partition"),
 		owned:     map[topicPartition]*partitionProgress{},
 	}
 }
@@ -68,14 +68,11 @@ func newLagTracker(res *service.Resources, group string, fromStart bool) *lagTra
 func (t *lagTracker) assigned(tps map[string][]int32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for topic, ps := range tps {
-		for _, p := range ps {
-			tp := topicPartition{topic, p}
-			if t.owned[tp] == nil {
-				t.owned[tp] = &partitionProgress{next: -1, firstTaken: -1, committed: -2}
-			}
+	eachPartition(tps, func(tp topicPartition) {
+		if t.owned[tp] == nil {
+			t.owned[tp] = &partitionProgress{next: -1, firstTaken: -1, committed: -2}
 		}
-	}
+	})
 }
 
 // unassigned stops tracking partitions this member gave up. Their series are set to 0 (the
@@ -84,18 +81,15 @@ func (t *lagTracker) assigned(tps map[string][]int32) {
 func (t *lagTracker) unassigned(tps map[string][]int32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for topic, ps := range tps {
-		for _, p := range ps {
-			tp := topicPartition{topic, p}
-			if t.owned[tp] == nil {
-				continue
-			}
-			delete(t.owned, tp)
-			label := strconv.Itoa(int(p))
-			t.lag.Set(0, topic, label)
-			t.stalled.Set(0, topic, label)
+	eachPartition(tps, func(tp topicPartition) {
+		if t.owned[tp] == nil {
+			return
 		}
-	}
+		delete(t.owned, tp)
+		label := strconv.Itoa(int(tp.partition))
+		t.lag.Set(0, tp.topic, label)
+		t.stalled.Set(0, tp.topic, label)
+	})
 }
 
 // startsAt records where consumption of an assigned partition resumes: the group's commit.
@@ -222,4 +216,17 @@ func (t *lagTracker) checkReset(tp topicPartition, pp *partitionProgress, logSta
 	t.resets.Incr(1, tp.topic, label)
 	t.log.Errorf("kafka_franz: topic %q partition %d: offsets %d to %d (%d records) were deleted by retention before group %q consumed them; consumption resumed at offset %d, those records are lost to this pipeline",
 		tp.topic, tp.partition, from, to-1, to-from, t.group, to)
+}
+
+// lagLoop refreshes the lag metrics every topic_lag_refresh_period, fetching or not.
+func (in *franzInput) lagLoop(cl *kgo.Client) {
+	in.every(in.lagPeriod, func() bool {
+		ctx, cancel := context.WithTimeout(in.ctx, max(in.lagPeriod, pingTimeout))
+		defer cancel()
+		if err := in.progress.refresh(ctx, cl); err != nil && in.ctx.Err() == nil {
+			// An outage is reported by the health check; the gauges keep their last values.
+			in.log.Debugf("kafka_franz: refreshing the lag of group %q failed: %v", in.group, err)
+		}
+		return true
+	})
 }

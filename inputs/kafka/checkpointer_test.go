@@ -1,4 +1,4 @@
-package inputs
+package kafka
 
 import (
 	"math/rand"
@@ -47,15 +47,18 @@ func TestCheckpointerOutOfOrderAcks(t *testing.T) {
 			var c checkpointer
 			cps := make([]*checkpoint, 5)
 			for i := range cps {
-				cps[i] = c.track(kgo.EpochOffset{Epoch: 1, Offset: int64(i+1) * 10}, 10)
+				cps[i] = c.track(kgo.EpochOffset{Epoch: 1, Offset: int64(i+1) * 10}, 10, 1000)
 			}
 			if got := c.inFlight(); got != 50 {
 				t.Fatalf("in flight after tracking: got %d, want 50", got)
 			}
 			for step, idx := range tc.order {
-				freed := c.release(cps[idx])
+				freed, freedBytes := c.release(cps[idx])
 				if freed != tc.freed[step] {
 					t.Errorf("step %d (ack batch %d): freed %d records, want %d", step, idx, freed, tc.freed[step])
+				}
+				if want := int64(tc.freed[step]) * 100; freedBytes != want {
+					t.Errorf("step %d (ack batch %d): freed %d bytes, want %d (100 a record)", step, idx, freedBytes, want)
 				}
 				off, ok := c.offset()
 				got := int64(-1)
@@ -75,12 +78,12 @@ func TestCheckpointerOutOfOrderAcks(t *testing.T) {
 
 func TestCheckpointerDoubleReleaseAndEpoch(t *testing.T) {
 	var c checkpointer
-	a := c.track(kgo.EpochOffset{Epoch: 3, Offset: 5}, 5)
-	b := c.track(kgo.EpochOffset{Epoch: 4, Offset: 7}, 2)
-	if freed := c.release(a); freed != 5 {
+	a := c.track(kgo.EpochOffset{Epoch: 3, Offset: 5}, 5, 500)
+	b := c.track(kgo.EpochOffset{Epoch: 4, Offset: 7}, 2, 200)
+	if freed, _ := c.release(a); freed != 5 {
 		t.Fatalf("first release: freed %d, want 5", freed)
 	}
-	if freed := c.release(a); freed != 0 {
+	if freed, _ := c.release(a); freed != 0 {
 		t.Fatalf("second release of the same batch: freed %d, want 0", freed)
 	}
 	if got := c.inFlight(); got != 2 {
@@ -103,7 +106,7 @@ func TestCheckpointerRandomOrder(t *testing.T) {
 		cps := make([]*checkpoint, n)
 		acked := make([]bool, n)
 		for i := range cps {
-			cps[i] = c.track(kgo.EpochOffset{Offset: int64(i + 1)}, 1)
+			cps[i] = c.track(kgo.EpochOffset{Offset: int64(i + 1)}, 1, 100)
 		}
 		for _, idx := range rng.Perm(n) {
 			c.release(cps[idx])
@@ -131,7 +134,7 @@ func BenchmarkCheckpointerTrackRelease(b *testing.B) {
 	window := make([]*checkpoint, 0, 64)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		window = append(window, c.track(kgo.EpochOffset{Offset: int64(i + 1)}, 100))
+		window = append(window, c.track(kgo.EpochOffset{Offset: int64(i + 1)}, 100, 100))
 		if len(window) == cap(window) {
 			// Acknowledge newest first, the worst case for the prefix scan.
 			for j := len(window) - 1; j >= 0; j-- {

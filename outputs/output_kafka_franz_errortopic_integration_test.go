@@ -21,8 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/streamtest"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/testkit/streamtest"
 	_ "github.com/preservarium/iot-ingestor/metrics"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )

@@ -21,10 +21,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // The backfill tests run config/backfill-kafka.yaml and config/backfill-files.yaml as shipped

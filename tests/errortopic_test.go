@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // oversizedPoison is a 300 KB reading that breaks the contract (two labels, one value) and whose

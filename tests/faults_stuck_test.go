@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // Scenario: one message fails forever. An undecodable record sits at the start of partition

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // The fault suite: each scenario produces a known stream, disturbs the stack while it flows,
@@ -53,7 +53,7 @@ func (st *streamer) wait() { <-st.done }
 // delivered, so a member that dies at that moment stays in the group for good, owning
 // partitions nobody consumes (seen here: the last instance waited forever with a third of the
 // partitions). A real broker expires such a member after the session timeout.
-// internal/devbroker/joinrepro reproduces it with plain franz-go clients, without the ingestor
+// cmd/dev/joinrepro reproduces it with plain franz-go clients, without the ingestor
 // (stuck in 2 of 8 runs); in the other runs that kill costs an extra plateau of up to a
 // rebalance timeout or two (FAILOVER_KILL_JOINING=1 below: 58 s with nobody consuming).
 //

@@ -26,11 +26,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 const (
@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 }
 
 // binary returns the binary under test. Every test here is of the full tier: under -short it
-// skips t, as the server starters do (internal/testtier).
+// skips t, as the server starters do (internal/testkit/testtier).
 func binary(t testing.TB) string {
 	t.Helper()
 	testtier.Integration(t, "the ingestor binary, which TestMain builds outside -short")

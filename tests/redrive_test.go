@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 const parkingTopic = "iot_errors_parked"

@@ -2,7 +2,7 @@
 // one run, on the embedded stack: the in-process Kafka-protocol broker (this process) and a real
 // InfluxDB 1.8 (a child process), both on loopback.
 //
-// It pre-loads realistic streams from internal/readinggen (the demo's generator), then measures:
+// It pre-loads realistic streams from internal/dev/readinggen (the demo's generator), then measures:
 //
 //  1. the raw limits: a bare franz-go consumer reading the clean topic (records/s), and
 //     InfluxDB taking the same readings, mapped in-process by reading_to_point and posted as
@@ -34,7 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 

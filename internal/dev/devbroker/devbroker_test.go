@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/urfave/cli/v2"
 
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 func topicPartitions(t *testing.T, seeds []string, opts ...kgo.Opt) map[string]int {

@@ -1,8 +1,8 @@
 // Package influxd runs an InfluxDB OSS 1.8 process (the influxd binary built by
 // scripts/install-influxdb.sh): it renders the config file from Config, starts
 // `influxd -config`, waits for /health and stops it with SIGTERM, then SIGKILL.
-// Both the test harness (internal/influxtest) and the benchmark harness
-// (cmd/ingestor-bench) use it, so the two cannot drift apart; it reports
+// Both the test harness (internal/testkit/influxtest) and the benchmark harness
+// (cmd/dev/ingestor-bench) use it, so the two cannot drift apart; it reports
 // errors and leaves retries, logging and cleanup to its callers.
 package influxd
 

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 )
 
 // The stuck scenario: one message that fails forever must hold back its own partition only.

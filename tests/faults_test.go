@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
@@ -261,47 +259,16 @@ func TestFaultErrorTopicRefused(t *testing.T) {
 	readings := generate(t, 16, 800, 0.10)
 
 	ctx := context.Background()
-	topics, err := kadm.NewClient(s.client()).ListTopics(ctx, errorTopic)
-	if err != nil || topics.Error() != nil {
-		t.Fatalf("error topic metadata: %v %v", err, topics.Error())
+	refusal, err := s.broker.RefuseProduce(ctx, kadm.NewClient(s.client()), errorTopic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	errorTopicID := topics[errorTopic].ID
-	var refuse atomic.Bool
-	refuse.Store(true)
-	var refused atomic.Int64
-	cluster := s.broker.Cluster()
-	cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if !refuse.Load() || len(req.Topics) == 0 {
-			return nil, nil, false
-		}
-		for _, rt := range req.Topics {
-			if rt.Topic != errorTopic && rt.TopicID != errorTopicID {
-				return nil, nil, false
-			}
-		}
-		refused.Add(1)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
 
 	p := s.startIngestor(nil)
 	p.waitStatus("/ready", 200, 30*time.Second)
 	s.produce(readings)
 	time.Sleep(8 * time.Second)
-	if refused.Load() == 0 {
+	if refusal.Refused() == 0 {
 		t.Fatalf("no produce to the error topic was refused: the scenario did not happen")
 	}
 	// While refused, no bad message may be committed: each partition's committed offset is
@@ -329,7 +296,7 @@ func TestFaultErrorTopicRefused(t *testing.T) {
 		t.Errorf("%d error records while the topic refused writes", n)
 	}
 	checkRefusalInstruments(t, p, 8*time.Second)
-	refuse.Store(false)
+	refusal.Lift()
 	s.waitDrained(120 * time.Second)
 	o := s.verify(readings, nil)
 	ms := p.metrics()

@@ -31,10 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 
@@ -125,24 +121,13 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("ingestor-bench: %d messages (flood %.0f%% bad), backlog %d, %d partitions; logs in %s\n",
 		o.messages, o.floodShare*100, o.backlog, o.partitions, o.workDir)
 
-	influx, err := startInflux(o.influxd, filepath.Join(o.workDir, "influxdb"))
-	if err != nil {
-		return err
-	}
-	defer influx.stop()
 	topics := []string{"bench_clean", "bench_flood", "bench_backlog", "iot_errors"}
-	broker, err := devbroker.Start(devbroker.Options{Partitions: int32(o.partitions), Topics: topics})
+	st, err := startStack(o, int32(o.partitions), topics)
 	if err != nil {
 		return err
 	}
-	defer broker.Close()
-	brokers := broker.Addr()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		return err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	defer st.close()
+	influx, brokers, adm := st.influx, st.brokers, st.adm
 
 	mapper, err := newMapper()
 	if err != nil {

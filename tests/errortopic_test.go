@@ -115,7 +115,7 @@ func (p *ingestor) get(path string) (int, string) {
 
 // logCount is how many lines of the ingestor's log contain s.
 func (p *ingestor) logCount(s string) int {
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.proc.LogPath())
 	if err != nil {
 		return 0
 	}

@@ -361,8 +361,8 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	took := p.terminate(20 * time.Second)
 	t.Logf("exited %v after SIGTERM", took)
-	if p.exitErr != nil {
-		t.Errorf("exit after SIGTERM: %v", p.exitErr)
+	if p.proc.ExitErr() != nil {
+		t.Errorf("exit after SIGTERM: %v", p.proc.ExitErr())
 	}
 	st.wait()
 
@@ -416,7 +416,7 @@ func storedOnly(rs []readinggen.Reading) map[string][]readinggen.Expectation {
 // peakRSS is the process's peak resident set size (VmHWM), in bytes.
 func peakRSS(t *testing.T, p *ingestor) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.proc.Pid()) + "/status")
 	if err != nil {
 		t.Fatalf("reading the ingestor's /proc status: %v", err)
 	}

@@ -486,7 +486,12 @@ func firstDuplicate(keys []string) string {
 
 // labelValues makes label values acceptable to the client library, which
 // panics on invalid UTF-8, and reports a count that does not match the keys.
+// It answers false for a nil family too (one family refused), so that every
+// constructor drops a metric it cannot export in this one place.
 func (e *prometheusExporter) labelValues(name string, f *promFamily, values []string) ([]string, bool) {
+	if f == nil {
+		return nil, false
+	}
 	if len(values) != len(f.labelKeys) {
 		e.mu.Lock()
 		e.warnOnce(name+"\x00arity", fmt.Sprintf("metrics prometheus: %q has labels %v but was given %d values %v; those series are not exported", name, f.labelKeys, len(values), values))
@@ -510,9 +515,6 @@ func (e *prometheusExporter) labelValues(name string, f *promFamily, values []st
 func (e *prometheusExporter) NewCounterCtor(name string, labelKeys ...string) service.MetricsExporterCounterCtor {
 	f, sname := e.family(name, promKindCounter, labelKeys)
 	return func(labelValues ...string) service.MetricsExporterCounter {
-		if f == nil {
-			return noopMetric{}
-		}
 		lv, ok := e.labelValues(sname, f, labelValues)
 		if !ok {
 			return noopMetric{}
@@ -525,9 +527,6 @@ func (e *prometheusExporter) NewCounterCtor(name string, labelKeys ...string) se
 func (e *prometheusExporter) NewGaugeCtor(name string, labelKeys ...string) service.MetricsExporterGaugeCtor {
 	f, sname := e.family(name, promKindGauge, labelKeys)
 	return func(labelValues ...string) service.MetricsExporterGauge {
-		if f == nil {
-			return noopMetric{}
-		}
 		lv, ok := e.labelValues(sname, f, labelValues)
 		if !ok {
 			return noopMetric{}
@@ -540,9 +539,6 @@ func (e *prometheusExporter) NewGaugeCtor(name string, labelKeys ...string) serv
 func (e *prometheusExporter) NewTimerCtor(name string, labelKeys ...string) service.MetricsExporterTimerCtor {
 	f, sname := e.family(name, promKindTimer, labelKeys)
 	return func(labelValues ...string) service.MetricsExporterTimer {
-		if f == nil {
-			return noopMetric{}
-		}
 		lv, ok := e.labelValues(sname, f, labelValues)
 		if !ok {
 			return noopMetric{}

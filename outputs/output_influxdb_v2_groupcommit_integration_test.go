@@ -12,7 +12,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // Group commit against the real InfluxDB 1.8, behind the fault injector as a recording proxy

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // A batch queued behind a request in flight whose caller gives up (shutdown) is withdrawn:

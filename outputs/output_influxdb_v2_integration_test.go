@@ -20,12 +20,12 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
 	"github.com/preservarium/iot-ingestor/internal/meta"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // These tests run the output against a real InfluxDB 1.8 started by
-// internal/influxtest (build it with scripts/install-influxdb.sh).
+// internal/testkit/influxtest (build it with scripts/install-influxdb.sh).
 
 const itDB = "iot_data"
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // Middle boxes: a small proxy (influxtest.FaultInjector, named proxy here) in front of the

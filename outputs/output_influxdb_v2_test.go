@@ -14,7 +14,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/preservarium/iot-ingestor/internal/backoff"
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // newTestInfluxWriter parses conf (YAML of the influxdb_v2 fields) into a

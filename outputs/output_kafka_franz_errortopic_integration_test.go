@@ -11,18 +11,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/streamtest"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/testkit/streamtest"
 	_ "github.com/preservarium/iot-ingestor/metrics"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
@@ -204,30 +201,10 @@ func TestKafkaFranzOutputLimitThatChanged(t *testing.T) {
 // again the record is written, counted, and error_topic_up is 1.
 func TestKafkaFranzOutputRefusingTopicIsAnOutage(t *testing.T) {
 	b := startKafka(t, devbroker.Options{Topics: []string{"errs"}, Partitions: 1})
-	var refusing, refusals atomic.Int64
-	refusing.Store(1)
-	b.Cluster().ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		b.Cluster().KeepControl()
-		if refusing.Load() == 0 {
-			return nil, nil, false
-		}
-		refusals.Add(1)
-		preq := req.(*kmsg.ProduceRequest)
-		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range preq.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			st.TopicID = rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	refusal, err := b.RefuseProduce(context.Background(), adminClient(t, b.SeedBrokers()), "errs")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	send, srv := errorTopicStream(t, b.SeedBrokers(), "1MiB")
 	sent := make(chan error, 1)
@@ -261,7 +238,7 @@ func TestKafkaFranzOutputRefusingTopicIsAnOutage(t *testing.T) {
 	default:
 	}
 
-	refusing.Store(0)
+	refusal.Lift()
 	select {
 	case err := <-sent:
 		if err != nil {

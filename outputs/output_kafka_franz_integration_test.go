@@ -15,9 +15,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
 )
 
 func startKafka(t testing.TB, o devbroker.Options) *devbroker.Broker {

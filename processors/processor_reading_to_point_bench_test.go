@@ -11,8 +11,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/valyala/fastjson"
 
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 	"github.com/preservarium/iot-ingestor/internal/lineprotocol"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
 // benchCorpus is a realistic mix of what stage 2 publishes: single and
@@ -194,7 +194,7 @@ func BenchmarkGabsMapping(b *testing.B) {
 	reportPerMessage(b, cpu, b.N)
 }
 
-// generatedMessages is the stream the end-to-end harness and the demo send (internal/readinggen,
+// generatedMessages is the stream the end-to-end harness and the demo send (internal/dev/readinggen,
 // default options): the mapper's cost there, not on the hand-written corpus, is what the
 // end-to-end figures depend on.
 func generatedMessages(b *testing.B, n int) ([][]byte, int) {

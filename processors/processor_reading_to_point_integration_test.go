@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // TestReadingToPointEscapingInInfluxDB writes the processor's lines for

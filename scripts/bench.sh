@@ -3,9 +3,9 @@
 # run, on the embedded stack (the in-process Kafka-protocol broker and a real InfluxDB 1.8, both
 # on loopback, sharing the machine's cores with the ingestor).
 #
-#   1. builds bin/ingestor and the harness (cmd/ingestor-bench), and InfluxDB 1.8 once
+#   1. builds bin/ingestor and the harness (cmd/dev/ingestor-bench), and InfluxDB 1.8 once
 #      (scripts/install-influxdb.sh, cached in .tools/);
-#   2. pre-loads streams from internal/readinggen (the demo's generator): a clean one, a poison
+#   2. pre-loads streams from internal/dev/readinggen (the demo's generator): a clean one, a poison
 #      flood (a fifth bad, every kind) of the same size, and a backlog;
 #   3. measures the raw limits: a bare franz-go consumer (records/s) and InfluxDB taking the same
 #      readings, mapped in-process by reading_to_point, as line protocol posted by plain
@@ -42,7 +42,7 @@
 #                                                      the scale check: 48 partitions, 5,000 devices
 #   scripts/bench.sh -runs whole6 -whole-runs shipped,shipped@base -whole-base-bin /tmp/ingestor-main
 #                                                      a change against its base build, in one run
-#   go run ./cmd/ingestor-bench -h                     every flag
+#   go run ./cmd/dev/ingestor-bench -h                 every flag
 #
 # Figures vary with what else runs on the machine: compare ratios from the same run. Logs of
 # every ingestor run and InfluxDB's data go to a temporary directory printed at the start
@@ -57,7 +57,7 @@ cd "$root"
 "$root/scripts/install-telegraf.sh"
 echo "== building"
 go build -o bin/ingestor ./cmd/ingestor
-go build -o bin/ingestor-bench ./cmd/ingestor-bench
+go build -o bin/ingestor-bench ./cmd/dev/ingestor-bench
 exec bin/ingestor-bench -bin bin/ingestor -influxd .tools/bin/influxd \
   -shipped-config config/ingestor.yaml -tuned-env config/ingestor-high-volume.env \
   -telegraf .tools/bin/telegraf -telegraf-config bench/telegraf/telegraf.conf \

@@ -3,7 +3,7 @@
 #   1. installs kcat/curl and builds InfluxDB 1.8 once (cached in .tools/),
 #   2. starts InfluxDB 1.8 and the in-process Kafka-protocol broker on loopback,
 #   3. runs the ingestor with config/ingestor.yaml exactly as shipped (settings from the env),
-#   4. feeds it a realistic stream from cmd/readings-gen (every variant of the contract and a
+#   4. feeds it a realistic stream from cmd/dev/readings-gen (every variant of the contract and a
 #      share of bad messages), showing progress from /metrics while it runs,
 #   5. shows the result: points stored, error records with their reasons, a stored series.
 # Ctrl-C at any point stops everything it started.
@@ -27,7 +27,7 @@ run_dir="$root/.run/demo"
 "$root/scripts/install-influxdb.sh"
 echo "== building"
 go build -o bin/ingestor ./cmd/ingestor
-go build -o bin/readings-gen ./cmd/readings-gen
+go build -o bin/readings-gen ./cmd/dev/readings-gen
 
 rm -rf "$run_dir" && mkdir -p "$run_dir"
 pids=()

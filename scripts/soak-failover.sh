@@ -10,7 +10,7 @@
 #   FAILOVER_READINGS=3000 FAILOVER_CHUNKS=60 scripts/soak-failover.sh   the suite's stream
 #   FAILOVER_KILL_JOINING=1 scripts/soak-failover.sh   kill the second instance while it joins
 #                                                      (the embedded broker's quirk: see
-#                                                      internal/devbroker/joinrepro)
+#                                                      cmd/dev/joinrepro)
 #
 # Each run's log goes to a directory printed at the start (SOAK_DIR to choose it); the group's
 # timeline at the broker (state, members, partitions owned) is in each log. Exits non-zero if

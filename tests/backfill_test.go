@@ -21,10 +21,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // The backfill tests run config/backfill-kafka.yaml and config/backfill-files.yaml as shipped
@@ -48,20 +48,20 @@ func configFile(t *testing.T, name string) string {
 func (p *ingestor) waitExit(timeout time.Duration) {
 	p.t.Helper()
 	select {
-	case <-p.done:
+	case <-p.proc.Done():
 	case <-time.After(timeout):
 		p.dumpLog(40)
 		p.t.Fatalf("the pipeline did not end by itself within %v", timeout)
 	}
-	if p.exitErr != nil {
+	if p.proc.ExitErr() != nil {
 		p.dumpLog(40)
-		p.t.Fatalf("the pipeline exited with %v", p.exitErr)
+		p.t.Fatalf("the pipeline exited with %v", p.proc.ExitErr())
 	}
 }
 
 // logLines returns the log lines containing s.
 func (p *ingestor) logLines(s string) []string {
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.proc.LogPath())
 	if err != nil {
 		p.t.Fatalf("reading the pipeline log: %v", err)
 	}

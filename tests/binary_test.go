@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 // buildIngestor builds ./cmd/ingestor with extra `go build` flags and GOFLAGS replaced (this

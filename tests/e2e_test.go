@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // TestEndToEnd runs the shipped pipeline over a mixed stream: good messages of every variant of

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // oversizedPoison is a 300 KB reading that breaks the contract (two labels, one value) and whose
@@ -115,7 +115,7 @@ func (p *ingestor) get(path string) (int, string) {
 
 // logCount is how many lines of the ingestor's log contain s.
 func (p *ingestor) logCount(s string) int {
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.proc.LogPath())
 	if err != nil {
 		return 0
 	}

@@ -2,16 +2,13 @@ package tests
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // Scenario: one message fails forever. An undecodable record sits at the start of partition
@@ -42,41 +39,10 @@ func TestFaultStuckMessage(t *testing.T) {
 		s.produce(readings[i:min(i+30, len(readings))])
 	}
 
-	topics, err := kadm.NewClient(s.client()).ListTopics(ctx, errorTopic)
-	if err != nil || topics.Error() != nil {
-		t.Fatalf("error topic metadata: %v %v", err, topics.Error())
+	refusal, err := s.broker.RefuseProduce(ctx, kadm.NewClient(s.client()), errorTopic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	errorTopicID := topics[errorTopic].ID
-	var refuse atomic.Bool
-	refuse.Store(true)
-	var refused atomic.Int64
-	cluster := s.broker.Cluster()
-	cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if !refuse.Load() || len(req.Topics) == 0 {
-			return nil, nil, false
-		}
-		for _, rt := range req.Topics { // the error topic's producer writes to it alone
-			if rt.Topic != errorTopic && rt.TopicID != errorTopicID {
-				return nil, nil, false
-			}
-		}
-		refused.Add(1)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
 
 	p := s.startIngestor(map[string]string{"KAFKA_CHECKPOINT_LIMIT": "50", "KAFKA_FETCH_MAX_PARTITION_BYTES": "4KiB"})
 	p.waitStatus("/ready", 200, 30*time.Second)
@@ -115,11 +81,11 @@ func TestFaultStuckMessage(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("partitions 1-5 were not committed to their end within 120 s while partition 0 was stuck (%d writes to the error topic refused)", refused.Load())
+			t.Fatalf("partitions 1-5 were not committed to their end within 120 s while partition 0 was stuck (%d writes to the error topic refused)", refusal.Refused())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	if n := refused.Load(); n < 3 {
+	if n := refusal.Refused(); n < 3 {
 		t.Errorf("the error topic refused %d writes: the stuck message was not retried", n)
 	}
 	var beside []readinggen.Reading
@@ -129,9 +95,9 @@ func TestFaultStuckMessage(t *testing.T) {
 		}
 	}
 	stored := s.verifyStored(storedOnly(beside), false)
-	t.Logf("while partition 0 was stuck: partitions 1-5 committed to their end, %d values of theirs stored, %d writes to the error topic refused", stored, refused.Load())
+	t.Logf("while partition 0 was stuck: partitions 1-5 committed to their end, %d values of theirs stored, %d writes to the error topic refused", stored, refusal.Refused())
 
-	refuse.Store(false)
+	refusal.Lift()
 	s.waitDrained(120 * time.Second)
 	extra := map[string]string{sourceKey(&readinggen.Source{Topic: inputTopic, Partition: 0, Offset: poison.Offset}): "decode"}
 	report(t, "stuck-message", s.verify(readings, extra), time.Since(start))

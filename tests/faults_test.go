@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // The fault suite: each scenario produces a known stream, disturbs the stack while it flows,
@@ -53,7 +51,7 @@ func (st *streamer) wait() { <-st.done }
 // delivered, so a member that dies at that moment stays in the group for good, owning
 // partitions nobody consumes (seen here: the last instance waited forever with a third of the
 // partitions). A real broker expires such a member after the session timeout.
-// internal/devbroker/joinrepro reproduces it with plain franz-go clients, without the ingestor
+// cmd/dev/joinrepro reproduces it with plain franz-go clients, without the ingestor
 // (stuck in 2 of 8 runs); in the other runs that kill costs an extra plateau of up to a
 // rebalance timeout or two (FAILOVER_KILL_JOINING=1 below: 58 s with nobody consuming).
 //
@@ -261,47 +259,16 @@ func TestFaultErrorTopicRefused(t *testing.T) {
 	readings := generate(t, 16, 800, 0.10)
 
 	ctx := context.Background()
-	topics, err := kadm.NewClient(s.client()).ListTopics(ctx, errorTopic)
-	if err != nil || topics.Error() != nil {
-		t.Fatalf("error topic metadata: %v %v", err, topics.Error())
+	refusal, err := s.broker.RefuseProduce(ctx, kadm.NewClient(s.client()), errorTopic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	errorTopicID := topics[errorTopic].ID
-	var refuse atomic.Bool
-	refuse.Store(true)
-	var refused atomic.Int64
-	cluster := s.broker.Cluster()
-	cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if !refuse.Load() || len(req.Topics) == 0 {
-			return nil, nil, false
-		}
-		for _, rt := range req.Topics {
-			if rt.Topic != errorTopic && rt.TopicID != errorTopicID {
-				return nil, nil, false
-			}
-		}
-		refused.Add(1)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
 
 	p := s.startIngestor(nil)
 	p.waitStatus("/ready", 200, 30*time.Second)
 	s.produce(readings)
 	time.Sleep(8 * time.Second)
-	if refused.Load() == 0 {
+	if refusal.Refused() == 0 {
 		t.Fatalf("no produce to the error topic was refused: the scenario did not happen")
 	}
 	// While refused, no bad message may be committed: each partition's committed offset is
@@ -329,7 +296,7 @@ func TestFaultErrorTopicRefused(t *testing.T) {
 		t.Errorf("%d error records while the topic refused writes", n)
 	}
 	checkRefusalInstruments(t, p, 8*time.Second)
-	refuse.Store(false)
+	refusal.Lift()
 	s.waitDrained(120 * time.Second)
 	o := s.verify(readings, nil)
 	ms := p.metrics()
@@ -394,8 +361,8 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	took := p.terminate(20 * time.Second)
 	t.Logf("exited %v after SIGTERM", took)
-	if p.exitErr != nil {
-		t.Errorf("exit after SIGTERM: %v", p.exitErr)
+	if p.proc.ExitErr() != nil {
+		t.Errorf("exit after SIGTERM: %v", p.proc.ExitErr())
 	}
 	st.wait()
 
@@ -449,7 +416,7 @@ func storedOnly(rs []readinggen.Reading) map[string][]readinggen.Expectation {
 // peakRSS is the process's peak resident set size (VmHWM), in bytes.
 func peakRSS(t *testing.T, p *ingestor) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.proc.Pid()) + "/status")
 	if err != nil {
 		t.Fatalf("reading the ingestor's /proc status: %v", err)
 	}

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,11 +25,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/process"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 const (
@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 }
 
 // binary returns the binary under test. Every test here is of the full tier: under -short it
-// skips t, as the server starters do (internal/testtier).
+// skips t, as the server starters do (internal/testkit/testtier).
 func binary(t testing.TB) string {
 	t.Helper()
 	testtier.Integration(t, "the ingestor binary, which TestMain builds outside -short")
@@ -284,11 +284,8 @@ func (s *stack) errorRecords() []errorRecord {
 // ingestor is one running ingestor process.
 type ingestor struct {
 	t        *testing.T
-	cmd      *exec.Cmd
+	proc     *process.Process
 	httpAddr string
-	logPath  string
-	done     chan struct{}
-	exitErr  error
 }
 
 // startIngestor runs the binary with config/ingestor.yaml; env adds to or overrides the
@@ -300,7 +297,7 @@ func (s *stack) startIngestor(env map[string]string) *ingestor {
 
 func (s *stack) startIngestorConfig(config string, env map[string]string) *ingestor {
 	s.t.Helper()
-	p := &ingestor{t: s.t, httpAddr: freeAddr(s.t), done: make(chan struct{})}
+	p := &ingestor{t: s.t, httpAddr: freeAddr(s.t)}
 	base := map[string]string{
 		"KAFKA_BOOTSTRAP_SERVERS":    s.broker.Addr(),
 		"INFLUXDB_URL":               s.influx.URL(),
@@ -313,25 +310,16 @@ func (s *stack) startIngestorConfig(config string, env map[string]string) *inges
 	for k, v := range env {
 		base[k] = v
 	}
-	f, err := os.CreateTemp(s.t.TempDir(), "ingestor-*.log")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	p.logPath = f.Name()
-	p.cmd = exec.Command(binary(s.t), "run", config)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.Env = os.Environ()
+	cmd := exec.Command(binary(s.t), "run", config)
+	cmd.Env = os.Environ()
 	for k, v := range base {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	if err := p.cmd.Start(); err != nil {
-		s.t.Fatalf("starting the ingestor: %v", err)
+	proc, err := process.Start(cmd, filepath.Join(s.t.TempDir(), "ingestor.log"))
+	if err != nil {
+		s.t.Fatalf("the ingestor: %v", err)
 	}
-	go func() {
-		p.exitErr = p.cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
+	p.proc = proc
 	s.t.Cleanup(func() {
 		p.kill()
 		if s.t.Failed() {
@@ -341,40 +329,23 @@ func (s *stack) startIngestorConfig(config string, env map[string]string) *inges
 	return p
 }
 
-func (p *ingestor) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *ingestor) running() bool { return p.proc.Running() }
 
 // kill sends SIGKILL: no flush, no commit, the crash the fault suite simulates.
-func (p *ingestor) kill() {
-	if p.running() {
-		_ = p.cmd.Process.Kill()
-	}
-	<-p.done
-}
+func (p *ingestor) kill() { p.proc.Kill() }
 
 // terminate sends SIGTERM and returns how long the process took to exit.
 func (p *ingestor) terminate(limit time.Duration) time.Duration {
 	p.t.Helper()
 	start := time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return time.Since(start)
-	case <-time.After(limit):
+	if !p.proc.Stop(limit) {
 		p.t.Errorf("the ingestor did not exit within %v of SIGTERM", limit)
-		p.kill()
-		return time.Since(start)
 	}
+	return time.Since(start)
 }
 
 func (p *ingestor) dumpLog(lines int) {
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.proc.LogPath())
 	if err != nil {
 		return
 	}
@@ -382,12 +353,12 @@ func (p *ingestor) dumpLog(lines int) {
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}
-	p.t.Logf("last %d lines of the ingestor log (%s):\n%s", len(all), p.logPath, strings.Join(all, "\n"))
+	p.t.Logf("last %d lines of the ingestor log (%s):\n%s", len(all), p.proc.LogPath(), strings.Join(all, "\n"))
 }
 
 // logContains reports whether the ingestor's log has a line containing s.
 func (p *ingestor) logContains(s string) bool {
-	f, err := os.Open(p.logPath)
+	f, err := os.Open(p.proc.LogPath())
 	if err != nil {
 		return false
 	}
@@ -424,7 +395,7 @@ func (p *ingestor) waitStatus(path string, code int, timeout time.Duration) {
 			return
 		}
 		if !p.running() {
-			p.t.Fatalf("the ingestor exited (%v) while waiting for %s to answer %d", p.exitErr, path, code)
+			p.t.Fatalf("the ingestor exited (%v) while waiting for %s to answer %d", p.proc.ExitErr(), path, code)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

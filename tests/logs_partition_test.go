@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // The log lines an operator needs when a partition cannot move as it should (issue 15): the
@@ -199,7 +199,7 @@ func (s *stack) refuseErrorTopic() (*atomic.Bool, *atomic.Int64) {
 
 // logLinesWith is the lines of the ingestor's log that contain s.
 func (p *ingestor) logLinesWith(s string) []string {
-	f, err := os.Open(p.logPath)
+	f, err := os.Open(p.proc.LogPath())
 	if err != nil {
 		return nil
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // Scenario 10: middle boxes between the ingestor and InfluxDB. A small proxy in front of the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 const parkingTopic = "iot_errors_parked"
@@ -270,7 +270,7 @@ func TestRedriveAfterFixedMapping(t *testing.T) {
 		t.Errorf("the error topic grew to %d records, %d before the redrives", n, len(errorsBefore))
 	}
 	if !live.running() {
-		t.Errorf("the live ingestor exited during the redrives: %v", live.exitErr)
+		t.Errorf("the live ingestor exited during the redrives: %v", live.proc.ExitErr())
 	}
 	points := 3 // rd-1, rd-2, rd-3
 	for _, es := range goodByMeasurement {
@@ -290,7 +290,7 @@ func (p *ingestor) waitLog(text string, timeout time.Duration) {
 		}
 		if !p.running() {
 			p.dumpLog(20)
-			p.t.Fatalf("the pipeline exited (%v) before logging %q", p.exitErr, text)
+			p.t.Fatalf("the pipeline exited (%v) before logging %q", p.proc.ExitErr(), text)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/preservarium/iot-ingestor/internal/dev/process"
 )
 
 // GOGC and GOMEMLIMIT set in an env file given with -e (as config/ingestor-high-volume.env
@@ -19,11 +21,12 @@ func TestRuntimeKnobsFromEnvFile(t *testing.T) {
 	writeFile(t, good, "GOGC=333\nGOMEMLIMIT=123MiB\nHTTP_ADDRESS="+addr+"\nKAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1\n")
 	run := exec.Command(binary(t), "run", "-e", good, shippedConfig)
 	run.Env = withoutRuntimeKnobs(os.Environ())
-	if err := run.Start(); err != nil {
+	proc, err := process.Start(run, filepath.Join(dir, "ingestor.log"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = run.Process.Kill(); _ = run.Wait() })
-	p := &ingestor{t: t, httpAddr: addr}
+	t.Cleanup(proc.Kill)
+	p := &ingestor{t: t, proc: proc, httpAddr: addr}
 	p.waitStatus("/ping", 200, 30*time.Second)
 	ms := p.metrics()
 	if got := metricTotal(ms, "go_gc_gogc_percent"); got != 333 {
@@ -39,7 +42,6 @@ func TestRuntimeKnobsFromEnvFile(t *testing.T) {
 	cmd.Env = withoutRuntimeKnobs(os.Environ())
 	done := make(chan struct{})
 	var out []byte
-	var err error
 	go func() { out, err = cmd.CombinedOutput(); close(done) }()
 	select {
 	case <-done:

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 // Schema evolution against the real server: a field keeps the type of its first write (per

@@ -15,9 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // securedConfig derives, from config/ingestor.yaml, the pipeline with TLS (trusting caFile)

@@ -13,7 +13,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	_ "github.com/preservarium/iot-ingestor/inputs"
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	"github.com/preservarium/iot-ingestor/metrics"
 	_ "github.com/preservarium/iot-ingestor/outputs"
 	_ "github.com/preservarium/iot-ingestor/processors"

@@ -7,8 +7,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/streamtest"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/testkit/streamtest"
 )
 
 // TestKafkaFranzInputBatchCutAtCheckpointLimit asks for batches of 5000 with checkpoint_limit

@@ -11,7 +11,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/meta"
 	"github.com/preservarium/iot-ingestor/internal/nackreplay"
 )

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 )
 
 // startInput builds the input from inputYAML's fields plus extra and connects it, without a

@@ -18,11 +18,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/devbroker/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/kafkaclient"
 	"github.com/preservarium/iot-ingestor/internal/meta"
-	"github.com/preservarium/iot-ingestor/internal/streamtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/devbrokertest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/streamtest"
 )
 
 // waitFor bounds how long a test waits for the pipeline to get somewhere;

@@ -10,9 +10,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/meta"
-	"github.com/preservarium/iot-ingestor/internal/streamtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/streamtest"
 )
 
 // metricCapture is a metrics exporter keeping the value of every gauge and counter series,

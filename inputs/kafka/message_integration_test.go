@@ -12,9 +12,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 	"github.com/preservarium/iot-ingestor/internal/meta"
-	"github.com/preservarium/iot-ingestor/internal/streamtest"
+	"github.com/preservarium/iot-ingestor/internal/testkit/streamtest"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 )
 
 // One message that keeps failing holds back its own partition and nothing else: the other

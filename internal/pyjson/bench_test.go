@@ -5,11 +5,11 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 	"github.com/preservarium/iot-ingestor/internal/pyjson"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
-// generated is the generator's stream (internal/readinggen, default options),
+// generated is the generator's stream (internal/dev/readinggen, default options),
 // what the end-to-end harness sends.
 func generated(b *testing.B, n int) [][]byte {
 	gen, err := readinggen.New(1, readinggen.DefaultOptions())

@@ -1,5 +1,5 @@
 // Command readings-gen produces a realistic, deterministic stream of stage-2
-// readings (internal/readinggen) to Kafka: many devices, every message variant
+// readings (internal/dev/readinggen) to Kafka: many devices, every message variant
 // of the contract, a share of bad messages of every kind. Each record's key is
 // its device_id. It prints progress on stderr and a summary of what the
 // ingestor must make of the stream on stdout, and can write the expectation of
@@ -31,7 +31,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
 
 func main() {

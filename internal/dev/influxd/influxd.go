@@ -1,8 +1,8 @@
 // Package influxd runs an InfluxDB OSS 1.8 process (the influxd binary built by
 // scripts/install-influxdb.sh): it renders the config file from Config, starts
 // `influxd -config`, waits for /health and stops it with SIGTERM, then SIGKILL.
-// Both the test harness (internal/influxtest) and the benchmark harness
-// (cmd/ingestor-bench) use it, so the two cannot drift apart; it reports
+// Both the test harness (internal/testkit/influxtest) and the benchmark harness
+// (cmd/dev/ingestor-bench) use it, so the two cannot drift apart; it reports
 // errors and leaves retries, logging and cleanup to its callers.
 package influxd
 
@@ -18,8 +18,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/preservarium/iot-ingestor/internal/dev/process"
 )
 
 // Config is what goes into influxdb.conf. The zero value of every optional
@@ -133,8 +134,7 @@ type Process struct {
 	client *http.Client
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *process.Process // nil while stopped
 }
 
 // Start writes the config file, starts bin with it and waits until /health
@@ -159,25 +159,12 @@ func Start(ctx context.Context, bin string, cfg Config, client *http.Client) (*P
 
 // run starts influxd on the written config and waits until it is healthy.
 func (p *Process) run(ctx context.Context) error {
-	logf, err := os.OpenFile(p.cfg.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	proc, err := process.Start(exec.Command(p.bin, "-config", p.cfg.ConfigPath()), p.cfg.LogPath())
 	if err != nil {
-		return fmt.Errorf("influxd: opening log: %w", err)
+		return fmt.Errorf("influxd: %w", err)
 	}
-	cmd := exec.Command(p.bin, "-config", p.cfg.ConfigPath())
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return fmt.Errorf("influxd: starting %s: %w", p.bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logf.Close()
-		close(done)
-	}()
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.proc = proc
 	p.mu.Unlock()
 
 	url := p.cfg.URL() + "/health"
@@ -185,9 +172,9 @@ func (p *Process) run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		select {
-		case <-done:
+		case <-proc.Done():
 			p.mu.Lock()
-			p.cmd = nil
+			p.proc = nil
 			p.mu.Unlock()
 			b, _ := os.ReadFile(p.cfg.LogPath())
 			return fmt.Errorf("influxd: %w (log %s):\n%s", ErrExited, p.cfg.LogPath(), tail(b, 4096))
@@ -220,20 +207,11 @@ func (p *Process) run(ctx context.Context) error {
 // (0: kill at once). The data directory and ports stay for Restart.
 func (p *Process) Stop(grace time.Duration) {
 	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.cmd = nil
+	proc := p.proc
+	p.proc = nil
 	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		_ = cmd.Process.Kill()
-		<-done
+	if proc != nil {
+		proc.Stop(grace)
 	}
 }
 
@@ -253,10 +231,10 @@ func (p *Process) URL() string { return p.cfg.URL() }
 func (p *Process) PID() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
+	if p.proc == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.proc.Pid()
 }
 
 func tail(b []byte, n int) []byte {

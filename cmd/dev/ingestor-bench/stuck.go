@@ -4,15 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
 )
 
 // The stuck scenario: one message that fails forever must hold back its own partition only.
@@ -43,23 +38,12 @@ func runStuck(ctx context.Context, o options) error {
 	}
 	fmt.Printf("ingestor-bench: stuck scenario, %d messages on %d partitions, one refused forever on partition %d; logs in %s\n",
 		o.messages, parts, stuckPartition, o.workDir)
-	influx, err := startInflux(o.influxd, filepath.Join(o.workDir, "influxdb"))
+	st, err := startStack(o, parts, []string{stuckCleanTopic, stuckTopic, stuckErrorTopic})
 	if err != nil {
 		return err
 	}
-	defer influx.stop()
-	broker, err := devbroker.Start(devbroker.Options{Partitions: parts, Topics: []string{stuckCleanTopic, stuckTopic, stuckErrorTopic}})
-	if err != nil {
-		return err
-	}
-	defer broker.Close()
-	brokers := broker.Addr()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		return err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	defer st.close()
+	influx, broker, brokers, adm := st.influx, st.broker, st.brokers, st.adm
 
 	fmt.Println("== pre-loading")
 	clean, err := preload(ctx, brokers, stuckCleanTopic, o.messages, 0, o.seed, o.devices, nil)
@@ -88,7 +72,10 @@ func runStuck(ctx context.Context, o options) error {
 	fmt.Printf("  %s: %d messages; %s: the same plus one undecodable record at offset 0 of partition %d (%d records there)\n",
 		clean.topic, clean.messages, stuck.topic, stuckPartition, heldCount)
 
-	refused := refuseTopic(broker, adm, stuckErrorTopic)
+	refusal, err := broker.RefuseProduce(context.Background(), adm, stuckErrorTopic)
+	if err != nil {
+		return err
+	}
 
 	base := runSpec{config: o.shippedConf, batch: o.shippedBatch, flushMS: o.shippedFlush, held: -1,
 		env: map[string]string{"KAFKA_ERROR_TOPIC": stuckErrorTopic}}
@@ -124,7 +111,7 @@ func runStuck(ctx context.Context, o options) error {
 		rs.group = fmt.Sprintf("bench_%s_%d", rs.name, time.Now().UnixNano())
 		rs.db = fmt.Sprintf("stuck_%d", i)
 		fmt.Printf("== %s: %s, batch %d, flush %d ms, %d messages drained\n", rs.name, filepath.Base(rs.config), rs.batch, rs.flushMS, rs.messages())
-		before := refused.Load()
+		before := refusal.Refused()
 		r, err := runIngestor(ctx, o.bin, o.workDir, brokers, influx, adm, rs)
 		if err != nil {
 			return err
@@ -142,7 +129,7 @@ func runStuck(ctx context.Context, o options) error {
 				at = c.At
 			}
 			fmt.Printf("  partition %d: committed at %d (the refused record is at 0); the error topic refused %d produce requests during the run\n",
-				rs.held, at, refused.Load()-before)
+				rs.held, at, refusal.Refused()-before)
 			if at > 0 {
 				fmt.Printf("  MISMATCH: partition %d committed past the record that was never reported\n", rs.held)
 			}
@@ -193,43 +180,4 @@ func producePoison(ctx context.Context, brokers, topic string, partition int32) 
 		return fmt.Errorf("producing the refused record to %s/%d: %w", topic, partition, err)
 	}
 	return nil
-}
-
-// refuseTopic makes the broker answer every produce to topic with TOPIC_AUTHORIZATION_FAILED,
-// for good; it returns the count of requests refused.
-func refuseTopic(broker *devbroker.Broker, adm *kadm.Client, topic string) *atomic.Int64 {
-	var refused atomic.Int64
-	var id [16]byte
-	if td, err := adm.ListTopics(context.Background(), topic); err == nil {
-		id = td[topic].ID
-	}
-	cluster := broker.Cluster()
-	cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		mine := false
-		for _, rt := range req.Topics {
-			if rt.Topic == topic || rt.TopicID == id {
-				mine = true
-			}
-		}
-		if !mine {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-	return &refused
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 	"github.com/preservarium/iot-ingestor/internal/meta"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
 )
 
 // stream is one pre-loaded topic and what the ingestor must make of it.
@@ -29,7 +29,7 @@ type stream struct {
 }
 
 // preload produces count generated readings to topic, keyed by device, with the reading's
-// time as the record time (as cmd/readings-gen does). With mapper set it also keeps each
+// time as the record time (as cmd/dev/readings-gen does). With mapper set it also keeps each
 // stored message's line protocol. devices is the number of distinct device ids (series).
 func preload(ctx context.Context, brokers string, topic string, count int, badShare float64, seed int64, devices int, mapper *service.OwnedProcessor) (*stream, error) {
 	opts := readinggen.DefaultOptions()

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/influxtest"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/testkit/influxtest"
 )
 
 // TestExpectationsHoldInInfluxDB stores a generated stream, mapped by

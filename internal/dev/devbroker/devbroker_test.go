@@ -3,18 +3,21 @@ package devbroker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/urfave/cli/v2"
 
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 func topicPartitions(t *testing.T, seeds []string, opts ...kgo.Opt) map[string]int {
@@ -182,5 +185,47 @@ func TestCommandServesUntilSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "stopped") {
 		t.Errorf("no stop line in output %q", out.String())
+	}
+}
+
+// A refused topic rejects writes with TOPIC_AUTHORIZATION_FAILED and counts them, while another
+// topic is written as usual; after Lift the topic takes writes again.
+func TestRefuseProduceUntilLifted(t *testing.T) {
+	testtier.Integration(t, "the embedded Kafka broker serving")
+	b, err := Start(Options{Topics: DefaultTopics, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordRetries(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := b.RefuseProduce(ctx, kadm.NewClient(cl), "iot_errors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce := func(topic string) error {
+		return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr()
+	}
+	if err := produce("iot_errors"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("write to the refused topic: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	if r.Refused() == 0 {
+		t.Fatal("the refused write was not counted")
+	}
+	if err := produce("iot_validated_data"); err != nil {
+		t.Fatalf("write to another topic: %v", err)
+	}
+	before := r.Refused()
+	r.Lift()
+	if err := produce("iot_errors"); err != nil {
+		t.Fatalf("write after Lift: %v", err)
+	}
+	if n := r.Refused(); n != before {
+		t.Fatalf("%d more writes refused after Lift", n-before)
 	}
 }

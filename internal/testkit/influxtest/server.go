@@ -25,8 +25,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/influxd"
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/dev/influxd"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 // Options tunes the server. The zero value is an open server without limits.

@@ -220,3 +220,22 @@ func (g *Generator) expectedNS(t time.Time) int64 {
 	p := int64(g.opts.Precision)
 	return t.UnixNano() / p * p
 }
+
+// share is one variant of a message's field and how often, in percent, it is chosen.
+type share struct {
+	pct     int
+	variant string
+}
+
+// choose draws one of shares (whose percentages sum to 100) with one roll of the generator,
+// so a stream depends only on its seed.
+func (g *Generator) choose(shares ...share) string {
+	r := g.rng.IntN(100)
+	for _, s := range shares {
+		if r < s.pct {
+			return s.variant
+		}
+		r -= s.pct
+	}
+	return shares[len(shares)-1].variant
+}

@@ -71,12 +71,7 @@ func hasMeasurement(s *influxServer, db string) (bool, error) {
 
 // fieldCounts is every measurement's count of stored values per field.
 func fieldCounts(s *influxServer, db string) (map[string]map[string]int64, error) {
-	ss, err := querySeries(s, db, "SELECT COUNT(*) FROM /.*/")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]map[string]int64{}
-	for _, se := range ss {
+	return perMeasurement(s, db, "SELECT COUNT(*) FROM /.*/", func(se series) (map[string]int64, error) {
 		m := map[string]int64{}
 		for _, row := range se.Values {
 			for i, v := range row {
@@ -96,26 +91,36 @@ func fieldCounts(s *influxServer, db string) (map[string]map[string]int64, error
 				}
 			}
 		}
-		out[se.Name] = m
-	}
-	return out, nil
+		return m, nil
+	})
 }
 
 // fieldTypes is every measurement's type per field.
 func fieldTypes(s *influxServer, db string) (map[string]map[string]string, error) {
-	ss, err := querySeries(s, db, "SHOW FIELD KEYS")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]map[string]string{}
-	for _, se := range ss {
+	return perMeasurement(s, db, "SHOW FIELD KEYS", func(se series) (map[string]string, error) {
 		m := map[string]string{}
 		for _, row := range se.Values {
 			if len(row) >= 2 {
 				m[fmt.Sprint(row[0])] = fmt.Sprint(row[1])
 			}
 		}
-		out[se.Name] = m
+		return m, nil
+	})
+}
+
+// perMeasurement runs q on db and makes one value per measurement of the answer with of.
+func perMeasurement[T any](s *influxServer, db, q string, of func(series) (T, error)) (map[string]T, error) {
+	ss, err := querySeries(s, db, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]T, len(ss))
+	for _, se := range ss {
+		v, err := of(se)
+		if err != nil {
+			return nil, err
+		}
+		out[se.Name] = v
 	}
 	return out, nil
 }

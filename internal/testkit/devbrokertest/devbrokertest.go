@@ -1,4 +1,4 @@
-// Package devbrokertest starts the embedded Kafka-protocol broker (internal/devbroker) for a
+// Package devbrokertest starts the embedded Kafka-protocol broker (internal/dev/devbroker) for a
 // test. It is apart from devbroker so that the product binary, which serves the broker as
 // `ingestor kafka-broker`, does not link the testing package.
 package devbrokertest
@@ -6,12 +6,12 @@ package devbrokertest
 import (
 	"testing"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/testtier"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/testkit/testtier"
 )
 
 // Start starts a broker with o and closes it when the test ends. A test that uses it is an
-// integration test: under -short it is skipped (see internal/testtier); otherwise a broker that
+// integration test: under -short it is skipped (see internal/testkit/testtier); otherwise a broker that
 // cannot start fails the test.
 func Start(t testing.TB, o devbroker.Options) *devbroker.Broker {
 	t.Helper()

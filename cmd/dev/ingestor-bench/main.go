@@ -2,7 +2,7 @@
 // one run, on the embedded stack: the in-process Kafka-protocol broker (this process) and a real
 // InfluxDB 1.8 (a child process), both on loopback.
 //
-// It pre-loads realistic streams from internal/readinggen (the demo's generator), then measures:
+// It pre-loads realistic streams from internal/dev/readinggen (the demo's generator), then measures:
 //
 //  1. the raw limits: a bare franz-go consumer reading the clean topic (records/s), and
 //     InfluxDB taking the same readings, mapped in-process by reading_to_point and posted as
@@ -31,11 +31,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 
@@ -132,24 +128,13 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("ingestor-bench: %d messages (flood %.0f%% bad), backlog %d, %d partitions, %d devices; logs in %s\n",
 		o.messages, o.floodShare*100, o.backlog, o.partitions, o.devices, o.workDir)
 
-	influx, err := startInflux(o.influxd, filepath.Join(o.workDir, "influxdb"))
-	if err != nil {
-		return err
-	}
-	defer influx.stop()
 	topics := []string{"bench_clean", "bench_flood", "bench_backlog", "iot_errors"}
-	broker, err := devbroker.Start(devbroker.Options{Partitions: int32(o.partitions), Topics: topics})
+	st, err := startStack(o, int32(o.partitions), topics)
 	if err != nil {
 		return err
 	}
-	defer broker.Close()
-	brokers := broker.Addr()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		return err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	defer st.close()
+	influx, brokers, adm := st.influx, st.brokers, st.adm
 
 	mapper, err := newMapper()
 	if err != nil {

@@ -8,8 +8,8 @@
 // reaches the member; in some runs (which member the broker makes leader and what the
 // balancer hands B) B then keeps its partitions forever.
 //
-//	go run ./internal/devbroker/joinrepro            five runs
-//	go run ./internal/devbroker/joinrepro -runs 10
+//	go run ./cmd/dev/joinrepro            five runs
+//	go run ./cmd/dev/joinrepro -runs 10
 //
 // Each run prints the group's timeline at the broker and how long after B's death C owned every
 // partition, or that it did not within the limit. Exits 1 if any run hit the limit.
@@ -29,7 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/preservarium/iot-ingestor/internal/devbroker"
+	"github.com/preservarium/iot-ingestor/internal/dev/devbroker"
 )
 
 // killableDialer hands out connections it can cut at once, refusing every later dial: a client

@@ -116,17 +116,7 @@ func (g *Generator) build(dev *device, bo buildOpts) *message {
 	// Labels: `labels` (current), `label` (older normalizer), both, or none.
 	m.labelsMode = "labels"
 	if !bo.plain {
-		switch r := g.rng.IntN(100); {
-		case r < 66:
-		case r < 84:
-			m.labelsMode = "label"
-		case r < 90:
-			m.labelsMode = "both"
-		case r < 96:
-			m.labelsMode = "none"
-		default:
-			m.labelsMode = "null"
-		}
+		m.labelsMode = g.choose(share{66, "labels"}, share{18, "label"}, share{6, "both"}, share{6, "none"}, share{4, "null"})
 	}
 	m.tag("labels:" + m.labelsMode)
 
@@ -234,15 +224,8 @@ func (g *Generator) sprinkle(m *message) {
 		}
 	}
 
-	switch r := g.rng.IntN(100); {
-	case r < 40:
-		m.persistMode = "absent"
-	case r < 55:
-		m.persistMode = "true"
-	case r < 58:
-		m.persistMode = "false"
-	default:
-		m.persistMode = "list"
+	m.persistMode = g.choose(share{40, "absent"}, share{15, "true"}, share{3, "false"}, share{42, "list"})
+	if m.persistMode == "list" {
 		allFalse := g.chance(0.05)
 		n := len(m.cells)
 		if n > 1 && g.chance(0.2) {
@@ -264,16 +247,9 @@ func (g *Generator) sprinkle(m *message) {
 	m.tag("persist:" + m.persistMode)
 
 	if named && m.labelsMode != "label" {
-		switch r := g.rng.IntN(100); {
-		case r < 55:
-			m.displayMode = "present"
-			if g.chance(0.15) {
-				m.cells[g.rng.IntN(len(m.cells))].display = nil
-			}
-		case r < 65:
-			m.displayMode = "null"
-		default:
-			m.displayMode = "absent"
+		m.displayMode = g.choose(share{55, "present"}, share{10, "null"}, share{35, "absent"})
+		if m.displayMode == "present" && g.chance(0.15) {
+			m.cells[g.rng.IntN(len(m.cells))].display = nil
 		}
 		m.tag("display_names:" + m.displayMode)
 	}
@@ -290,14 +266,7 @@ func (g *Generator) chooseMeta(m *message) {
 	if m.persistMode != "absent" && m.persistMode != "" || m.declMode != "absent" {
 		m.metaMode = "object"
 	} else {
-		switch r := g.rng.IntN(100); {
-		case r < 8:
-			m.metaMode = "null"
-		case r < 13:
-			m.metaMode = "absent"
-		default:
-			m.metaMode = "object"
-		}
+		m.metaMode = g.choose(share{8, "null"}, share{5, "absent"}, share{87, "object"})
 	}
 	m.tag("metadata:" + m.metaMode)
 }

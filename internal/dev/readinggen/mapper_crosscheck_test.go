@@ -18,7 +18,7 @@ import (
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
-	"github.com/preservarium/iot-ingestor/internal/readinggen"
+	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 	_ "github.com/preservarium/iot-ingestor/processors"
 )
 

@@ -15,12 +15,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/preservarium/iot-ingestor/internal/influxd"
+	"github.com/preservarium/iot-ingestor/internal/dev/influxd"
 )
 
 // influxServer is the throw-away InfluxDB 1.8 the harness writes to: its own data directory,
 // loopback only, flux off, HTTP request logging off (a log line per write would be measured
-// too). The process itself is run by internal/influxd, shared with the test harness.
+// too). The process itself is run by internal/dev/influxd, shared with the test harness.
 type influxServer struct {
 	proc *influxd.Process
 	url  string

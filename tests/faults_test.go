@@ -183,6 +183,10 @@ func TestFaultInfluxDBOutage(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	o := s.verify(readings, nil) // no extra error records allowed: the outage is not a data error
+	// Counted at the broker's acknowledgement: equal to what the error topic holds.
+	if got, want := metricTotal(p.metrics(), "iot_error_records"), float64(len(s.errorRecords())); got != want {
+		t.Errorf("iot_error_records = %v after the outage, the error topic holds %v records", got, want)
+	}
 	report(t, "influxdb-outage-20s", o, time.Since(start))
 }
 

@@ -5,14 +5,11 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/preservarium/iot-ingestor/internal/dev/readinggen"
 )
@@ -38,14 +35,17 @@ func TestLogWarnsWhenAPartitionIsHeldBack(t *testing.T) {
 	for i := 0; i < len(readings); i += 30 { // small record batches: partition 0 fills early
 		s.produce(readings[i:min(i+30, len(readings))])
 	}
-	refuse, refused := s.refuseErrorTopic()
+	refusal, err := s.broker.RefuseProduce(context.Background(), kadm.NewClient(s.client()), errorTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	p := s.startIngestor(map[string]string{"KAFKA_CHECKPOINT_LIMIT": "50", "KAFKA_FETCH_MAX_PARTITION_BYTES": "4KiB"})
 	const text = "partition 0 holds checkpoint_limit (50) records behind a batch that is being retried"
 	deadline := time.Now().Add(60 * time.Second)
 	for len(p.logLinesWith(text)) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no log line %q within 60 s (%d writes to the error topic refused)", text, refused.Load())
+			t.Fatalf("no log line %q within 60 s (%d writes to the error topic refused)", text, refusal.Refused())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -60,7 +60,7 @@ func TestLogWarnsWhenAPartitionIsHeldBack(t *testing.T) {
 	if n := len(p.logLinesWith("partition 1 holds checkpoint_limit")); n != 0 {
 		t.Errorf("partition 1, which nothing holds, was logged as held back %d times", n)
 	}
-	if refused.Load() == 0 {
+	if refusal.Refused() == 0 {
 		t.Fatal("no write to the error topic was refused: the scenario did not happen")
 	}
 	// The same stall on /metrics: partition 0's commit stands still while it has lag; partition
@@ -79,7 +79,7 @@ func TestLogWarnsWhenAPartitionIsHeldBack(t *testing.T) {
 		t.Errorf("kafka_partition_stalled_seconds{partition=\"1\"} = %v: partition 1 is not held", v)
 	}
 
-	refuse.Store(false)
+	refusal.Lift()
 	s.waitDrained(120 * time.Second)
 	deadline = time.Now().Add(15 * time.Second) // the lag refresh runs every 5 s
 	for stalled("0") != 0 {
@@ -154,47 +154,6 @@ func TestLogErrorNamesTheRangeAnOffsetResetSkipped(t *testing.T) {
 	if got := s.verifyStored(want, true); got != values {
 		t.Errorf("%d of the %d values from offset 60 on stored", got, values)
 	}
-}
-
-// refuseErrorTopic makes the broker refuse every produce to the error topic
-// (TOPIC_AUTHORIZATION_FAILED) until the returned flag is cleared; the counter counts refusals.
-func (s *stack) refuseErrorTopic() (*atomic.Bool, *atomic.Int64) {
-	s.t.Helper()
-	topics, err := kadm.NewClient(s.client()).ListTopics(context.Background(), errorTopic)
-	if err != nil || topics.Error() != nil {
-		s.t.Fatalf("error topic metadata: %v %v", err, topics.Error())
-	}
-	errorTopicID := topics[errorTopic].ID
-	refuse, refused := &atomic.Bool{}, &atomic.Int64{}
-	refuse.Store(true)
-	cluster := s.broker.Cluster()
-	cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if !refuse.Load() || len(req.Topics) == 0 {
-			return nil, nil, false
-		}
-		for _, rt := range req.Topics { // the error topic's producer writes to it alone
-			if rt.Topic != errorTopic && rt.TopicID != errorTopicID {
-				return nil, nil, false
-			}
-		}
-		refused.Add(1)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-	return refuse, refused
 }
 
 // logLinesWith is the lines of the ingestor's log that contain s.

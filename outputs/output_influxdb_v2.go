@@ -328,6 +328,11 @@ type influxHealth struct {
 	// backOffDue: a write reported not connected since the last Connect, which must then
 	// wait before the next attempt (the engine retries at once after a passing Connect).
 	backOffDue bool
+	// suspended: a write gave up and Connect has not passed since. The engine's idle writers
+	// still call WriteBatch once per new batch (only its reconnect loop waits for Connect),
+	// so while suspended no request is sent: the batches are handed back not connected, and
+	// the server sees attempts only at the pace of Connect's back-off.
+	suspended  bool
 	retryAfter time.Duration
 	cause      string
 }
@@ -669,6 +674,7 @@ func (w *influxWriter) probePassed() {
 	if !waiting {
 		h.failures = 0
 	}
+	h.suspended = false
 	h.mu.Unlock()
 	if !waiting {
 		w.mUp.Set(1)
@@ -705,6 +711,7 @@ func (w *influxWriter) writeGaveUp(a influxAnswer) {
 	h.mu.Lock()
 	h.waiting = true
 	h.backOffDue = true
+	h.suspended = true
 	h.retryAfter = a.retryAfter
 	h.cause = describeAnswer(a)
 	h.mu.Unlock()
@@ -718,9 +725,18 @@ func (w *influxWriter) writeStored() {
 	h.waiting = false
 	h.failures = 0
 	h.backOffDue = false
+	h.suspended = false
 	h.mu.Unlock()
 	w.mUp.Set(1)
 	w.clearProblem()
+}
+
+// isSuspended tells whether writes wait for a passing Connect (see influxHealth.suspended).
+func (w *influxWriter) isSuspended() bool {
+	h := &w.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.suspended
 }
 
 func (w *influxWriter) countRetry() {

@@ -109,7 +109,12 @@ func (g *groupCommit) writeQueued(ctx context.Context, own *writeJob) {
 	}
 	g.mu.Unlock()
 	if len(jobs) > 0 {
-		err := g.w.writeJobs(ctx, jobs)
+		// Checked per request, not per call: jobs queued behind a request that gave up
+		// are handed back at once instead of each trying the server again.
+		err := service.ErrNotConnected
+		if !g.w.isSuspended() {
+			err = g.w.writeJobs(ctx, jobs)
+		}
 		for _, j := range jobs {
 			j.err = err
 			close(j.done)

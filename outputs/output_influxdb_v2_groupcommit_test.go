@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -112,5 +113,80 @@ func TestInfluxGroupCommitManyCallers(t *testing.T) {
 	}
 	if w.commit.writers != 0 {
 		t.Errorf("%d slots still held", w.commit.writers)
+	}
+}
+
+// After a write gives up, the engine's idle writers still call WriteBatch once for each new
+// batch (only its reconnect loop waits for Connect). None of those calls may reach the server
+// until Connect has waited out its back-off and its check passed: with max_in_flight x 8
+// callers, each sending once, a WAF in front of InfluxDB would see a burst per outage.
+func TestInfluxNoWriteAfterGiveUpUntilConnectPasses(t *testing.T) {
+	fi := influxtest.NewFaultInjector(t, "")
+	fi.Plan(func(n int, req influxtest.WriteRequest) influxtest.Fault {
+		if len(req.Lines) == 0 {
+			return influxtest.Pass // the connection check passes: only writes are blocked
+		}
+		return influxtest.Fault{Status: http.StatusForbidden, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html>Request blocked</html>"}
+	})
+	w := newTestInfluxWriter(t, stubConf(fi.URL(), "max_in_flight: 4\n"))
+	recordWaits(w)
+	withLines := func() int {
+		n := 0
+		for _, r := range fi.Writes() {
+			if len(r.Lines) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=1 1")); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("first write: want ErrNotConnected, got %v", err)
+	}
+	if n := withLines(); n != 1 {
+		t.Fatalf("%d writes reached the server, want 1", n)
+	}
+	retries := w.counts.retries.Load()
+
+	concurrentWrites := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := w.WriteBatch(context.Background(), lpBatch(fmt.Sprintf("m v=%d 1", i))); !errors.Is(err, service.ErrNotConnected) {
+					t.Errorf("write while suspended: want ErrNotConnected, got %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	concurrentWrites()
+	if n := withLines(); n != 1 {
+		t.Errorf("after a give-up, %d writes reached the server before Connect, want 1", n)
+	}
+	if got := w.counts.retries.Load(); got != retries {
+		t.Errorf("influxdb_write_retries rose from %d to %d for writes never sent", retries, got)
+	}
+
+	// The first Connect answers the owed back-off without checking: still suspended.
+	var bo *service.ErrBackOff
+	if err := w.Connect(context.Background()); !errors.As(err, &bo) {
+		t.Fatalf("Connect after a give-up: want the owed back-off, got %v", err)
+	}
+	concurrentWrites()
+	if n := withLines(); n != 1 {
+		t.Errorf("during the back-off, %d writes reached the server, want 1", n)
+	}
+
+	// The check passes: the next write is sent again (and fails again).
+	if err := w.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect with the check passing: %v", err)
+	}
+	if err := w.WriteBatch(context.Background(), lpBatch("m v=99 1")); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write after Connect: want ErrNotConnected, got %v", err)
+	}
+	if n := withLines(); n != 2 {
+		t.Errorf("after Connect passed, %d writes reached the server, want 2", n)
 	}
 }

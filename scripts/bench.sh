@@ -20,7 +20,8 @@
 #      from /proc) and peak RSS (VmHWM), then the poison flood against the clean stream;
 #   6. the whole-run drains (-runs whole6,whole12: a backlog of -whole-backlog messages on 6 and
 #      12 partitions): each configuration of -whole-runs is timed from its process's start to
-#      the last value stored, read from InfluxDB's field-value count (polled once a second), with
+#      the last value stored, read from InfluxDB's count of points written (its shard statistics,
+#      polled once a second; the field values counted once to confirm), with
 #      the time to the first stored value, CPU s per million and peak RSS: the raw write limit
 #      (pre-encoded, batch 5000 and batch 100, 4 posts at once), Telegraf 1.36 doing the same
 #      job (bench/telegraf/: kafka_consumer, the Starlark mapping, influxdb_v2, batch 5000;

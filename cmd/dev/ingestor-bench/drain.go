@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,8 @@ type wholeOptions struct {
 	logLevel       string
 	// baseBin is another ingestor binary (an earlier commit's) for the NAME@base runs.
 	baseBin string
+	// rounds is how many times each ingestor configuration runs (the raw runs and Telegraf once).
+	rounds int
 }
 
 // The configurations a whole-run drain can measure, in the order they run. Telegraf runs before
@@ -66,6 +69,7 @@ func registerWholeFlags(w *wholeOptions) {
 	flag.StringVar(&w.telegrafConf, "telegraf-config", "bench/telegraf/telegraf.conf", "Telegraf's configuration for the telegraf run")
 	flag.StringVar(&w.starlark, "telegraf-mapping", "bench/telegraf/mapping.star", "the Starlark mapping telegraf.conf loads")
 	flag.StringVar(&w.baseBin, "whole-base-bin", "", "an earlier build of the ingestor for the runs named NAME@base in -whole-runs (shipped@base, high-volume@base, batch500@base ...): the same configuration with that binary, in the same run, so a change is measured against its base")
+	flag.IntVar(&w.rounds, "whole-rounds", 1, "times each ingestor configuration of the whole-run drains runs, one round after the other; in every second round a configuration's @base run goes first; the summary adds each configuration's median: the run-to-run spread, in one invocation")
 	flag.StringVar(&w.logLevel, "whole-log-level", "", "LOG_LEVEL of the ingestor in the whole-run drains (empty: the pipeline's default); DEBUG/TRACE show what start-up does, and cost time")
 }
 
@@ -163,6 +167,34 @@ func selectWholeRuns(spec string) ([]string, error) {
 	return out, nil
 }
 
+// inRounds repeats the ingestor runs of names rounds times, after the raw runs and Telegraf
+// (once each: they are the references). In every second round a run and its base swap places,
+// so that neither always follows the same run.
+func inRounds(names []string, rounds int) []string {
+	var once, each []string
+	for _, n := range names {
+		if n == "telegraf" || strings.HasPrefix(n, "raw") {
+			once = append(once, n)
+		} else {
+			each = append(each, n)
+		}
+	}
+	out := once
+	for r := 0; r < max(1, rounds); r++ {
+		round := slices.Clone(each)
+		if r%2 == 1 {
+			for i := 0; i+1 < len(round); i++ {
+				if round[i+1] == round[i]+baseSuffix {
+					round[i], round[i+1] = round[i+1], round[i]
+					i++
+				}
+			}
+		}
+		out = append(out, round...)
+	}
+	return out
+}
+
 // baseSuffix marks a run of -whole-base-bin instead of the binary measured.
 const baseSuffix = "@base"
 
@@ -206,6 +238,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			return err
 		}
 	}
+	names, moreNames = inRounds(names, w.rounds), inRounds(moreNames, w.rounds)
 	for _, p := range []*string{&w.telegraf, &w.telegrafConf, &w.starlark} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
@@ -298,7 +331,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 					return err
 				}
 				fmt.Printf("== whole %d: %s: %s\n", n, name, ps.describe)
-				if r, err = measureWhole(ctx, env.influx, ps, int64(s.values), w); err != nil {
+				if r, err = measureWhole(ctx, env.influx, ps, int64(s.stored), int64(s.values), w); err != nil {
 					return err
 				}
 			}
@@ -469,8 +502,9 @@ func dropVars(env []string, prefixes ...string) []string {
 	return out
 }
 
-// measureWhole starts the process and times it to its first and its last stored value.
-func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, want int64, w wholeOptions) (wholeResult, error) {
+// measureWhole starts the process and times it to its first and its last stored value: wantPoints
+// points holding want field values.
+func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, wantPoints, want int64, w wholeOptions) (wholeResult, error) {
 	res := wholeResult{name: p.name, want: want}
 	logf, err := os.Create(p.log)
 	if err != nil {
@@ -523,9 +557,14 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, want i
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// Then the field-value count, at most once a second: the run ends at the first answer that
-	// counts every value (so took is late by up to a second plus the query's time).
+	// Then the progress, at most once a second, from InfluxDB's own count of the points its shards
+	// accepted (pointsWritten: cheap however many series the run writes). The run ends at the
+	// first answer that counts every point (so took is late by up to a second plus the query's
+	// time), confirmed by counting the field values once. A point written twice counts twice, so
+	// a run that redelivered reaches the point count early: the value count then falls short and
+	// the polling goes on by values.
 	lastChange, last := time.Now(), int64(-1)
+	byValues := false
 	for res.incomplete == "" {
 		select {
 		case err := <-done:
@@ -534,29 +573,49 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, want i
 		default:
 		}
 		asked := time.Now()
-		n, err := fieldValueCount(influx, p.db)
+		count, target, unit := pointsWritten, wantPoints, "points"
+		if byValues {
+			count, target, unit = fieldValueCount, want, "field values"
+		}
+		n, err := count(influx, p.db)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", p.name, err)
 		}
-		res.stored = n
-		if n >= want {
-			lw.mark("every value stored in InfluxDB (%d field values)", n)
+		if n >= target {
 			finish("")
-			if n > want {
-				res.note = fmt.Sprintf("%d field values stored, %d expected", n, want)
+			values, err := fieldValueCount(influx, p.db)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", p.name, err)
 			}
-			break
+			res.stored = values
+			if values >= want {
+				lw.mark("every value stored in InfluxDB (%d %s, %d field values)", n, unit, values)
+				if values > want {
+					res.note = fmt.Sprintf("%d field values stored, %d expected", values, want)
+				}
+				break
+			}
+			// Points written twice: from now on only the values tell.
+			res.incomplete, byValues = "", true
+			lw.mark("%d points written but %d of %d field values stored: counting values from now on", n, values, want)
+			continue
 		}
 		if n != last {
 			last, lastChange = n, time.Now()
 		}
 		switch {
 		case time.Since(lastChange) > w.stall:
-			finish(fmt.Sprintf("stalled: %d of %d field values stored, none for %v", n, want, w.stall))
+			finish(fmt.Sprintf("stalled: %d of %d %s stored, none for %v", n, target, unit, w.stall))
 		case time.Since(started) > w.timeout:
-			finish(fmt.Sprintf("timeout: %d of %d field values stored in %v", n, want, w.timeout))
+			finish(fmt.Sprintf("timeout: %d of %d %s stored in %v", n, target, unit, w.timeout))
 		default:
 			time.Sleep(time.Until(asked.Add(time.Second)))
+		}
+	}
+	if res.incomplete != "" {
+		// An incomplete run's rate is its share stored: the share of the values.
+		if v, err := fieldValueCount(influx, p.db); err == nil {
+			res.stored = v
 		}
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -591,8 +650,9 @@ func printWholeSummary(results []wholeResult, w wholeOptions) {
 	}
 	fmt.Println()
 	fmt.Printf("== whole-run drain: a backlog of %d messages waiting at start; each run timed from the process's\n", w.backlog)
-	fmt.Println("start (raw: the first post) to the last value stored, read from InfluxDB's field-value count")
-	fmt.Println("polled once a second (about a second of resolution); first: the first value stored (polled every")
+	fmt.Println("start (raw: the first post) to the last value stored, read from InfluxDB's count of points written")
+	fmt.Println("polled once a second (about a second of resolution) and confirmed by counting the field values;")
+	fmt.Println("first: the first value stored (polled every")
 	fmt.Println("50 ms); after first: the rate from then on; CPU and peak RSS of the process over the run;")
 	fmt.Println("x telegraf and x raw: the run's rate against Telegraf's and the raw limit's (batch 5000) on the same")
 	fmt.Println("partitions (raw: on the first partition count measured). An incomplete run's rate is its share stored.")
@@ -633,6 +693,76 @@ func printWholeSummary(results []wholeResult, w wholeOptions) {
 			fmt.Printf("* %d partitions, %s: %s\n", r.partitions, r.name, r.incomplete)
 		}
 	}
+	printMedians(results)
+}
+
+// printMedians gives each configuration's median rate, CPU and peak RSS over its complete runs,
+// and each @base run's ratio to its configuration, when some configuration ran more than once.
+func printMedians(results []wholeResult) {
+	type key struct {
+		parts int
+		name  string
+	}
+	var order []key
+	runs := map[key][]wholeResult{}
+	repeated := false
+	for _, r := range results {
+		k := key{r.partitions, r.name}
+		if _, seen := runs[k]; !seen {
+			order = append(order, k)
+		}
+		if r.incomplete == "" {
+			runs[k] = append(runs[k], r)
+		}
+		repeated = repeated || len(runs[k]) > 1
+	}
+	if !repeated {
+		return
+	}
+	rate := func(r wholeResult) float64 { return r.rate() }
+	cpu := func(r wholeResult) float64 { return r.cpuPerMillion() }
+	rss := func(r wholeResult) float64 { return float64(r.peakRSS) / (1 << 20) }
+	fmt.Println()
+	fmt.Println("== medians over the complete runs of each configuration [min-max]; @base: the build measured against its base (rate, CPU per message)")
+	fmt.Printf("%5s %-16s %4s %20s %16s %16s %16s\n", "parts", "run", "runs", "msg/s", "CPU s/1M", "peak RSS MB", "@base: rate, CPU")
+	for _, k := range order {
+		rs := runs[k]
+		if len(rs) == 0 {
+			continue
+		}
+		vs := "-"
+		if conf, ok := strings.CutSuffix(k.name, baseSuffix); ok {
+			if own := runs[key{k.parts, conf}]; len(own) > 0 {
+				vs = fmt.Sprintf("%.2fx, %.2fx", median(own, rate)/median(rs, rate), median(own, cpu)/median(rs, cpu))
+			}
+		}
+		fmt.Printf("%5d %-16s %4d %s %s %s %16s\n", k.parts, k.name, len(rs),
+			spread(rs, rate, "%6.0f"), spread(rs, cpu, "%4.1f"), spread(rs, rss, "%4.0f"), vs)
+	}
+}
+
+// median is the median of of over rs (not empty).
+func median(rs []wholeResult, of func(wholeResult) float64) float64 {
+	v := valuesOf(rs, of)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// spread prints the median of of over rs and its range, each number in format.
+func spread(rs []wholeResult, of func(wholeResult) float64, format string) string {
+	v := valuesOf(rs, of)
+	return fmt.Sprintf(format+" ["+format+"-"+format+"]", median(rs, of), slices.Min(v), slices.Max(v))
+}
+
+func valuesOf(rs []wholeResult, of func(wholeResult) float64) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = of(r)
+	}
+	return out
 }
 
 // elapsedWriter prefixes each line a process logs with the time since its start, to the

@@ -34,6 +34,21 @@ func TestSelectWholeRuns(t *testing.T) {
 	}
 }
 
+func TestInRounds(t *testing.T) {
+	got := inRounds([]string{"raw5000", "telegraf", "shipped", "shipped@base", "high-volume"}, 3)
+	// The references once, then each round; in the second a run and its base swap.
+	want := []string{"raw5000", "telegraf",
+		"shipped", "shipped@base", "high-volume",
+		"shipped@base", "shipped", "high-volume",
+		"shipped", "shipped@base", "high-volume"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("inRounds = %v, want %v", got, want)
+	}
+	if got := inRounds([]string{"shipped"}, 0); !reflect.DeepEqual(got, []string{"shipped"}) {
+		t.Errorf("inRounds with 0 rounds = %v, want one round", got)
+	}
+}
+
 func TestWholePartitions(t *testing.T) {
 	got, err := wholePartitions(map[string]bool{"raw": true, "whole12": true, "whole6": true, "whole48": true})
 	if err != nil || !reflect.DeepEqual(got, []int{6, 12, 48}) {

@@ -17,9 +17,10 @@ import (
 
 // series is one series of an InfluxQL answer.
 type series struct {
-	Name    string   `json:"name"`
-	Columns []string `json:"columns"`
-	Values  [][]any  `json:"values"`
+	Name    string            `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	Columns []string          `json:"columns"`
+	Values  [][]any           `json:"values"`
 }
 
 // querySeries runs one InfluxQL statement on db and returns every series of the answer, numbers
@@ -134,6 +135,43 @@ func fieldValueCount(s *influxServer, db string) (int64, error) {
 	var n int64
 	for _, m := range counts {
 		for _, c := range m {
+			n += c
+		}
+	}
+	return n, nil
+}
+
+// pointsWritten is how many points InfluxDB's shards of db have accepted since the server
+// started, from its own statistics (SHOW STATS FOR 'shard', each shard's writePointsOk). It costs
+// InfluxDB nothing whatever db holds, where counting the values (fieldValueCount) reads every
+// series: with 5,000 measurements a count a second took more of the shared CPU than the run
+// being timed. A point written twice counts twice.
+func pointsWritten(s *influxServer, db string) (int64, error) {
+	ss, err := querySeries(s, "", "SHOW STATS FOR 'shard'")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, se := range ss {
+		if se.Tags["database"] != db {
+			continue
+		}
+		col := slices.Index(se.Columns, "writePointsOk")
+		if col < 0 {
+			return 0, fmt.Errorf("InfluxDB's shard statistics have no writePointsOk column: %v", se.Columns)
+		}
+		for _, row := range se.Values {
+			if col >= len(row) {
+				continue
+			}
+			num, ok := row[col].(json.Number)
+			if !ok {
+				return 0, fmt.Errorf("writePointsOk of a shard of %s is %v, not a number", db, row[col])
+			}
+			c, err := num.Int64()
+			if err != nil {
+				return 0, fmt.Errorf("writePointsOk of a shard of %s: %w", db, err)
+			}
 			n += c
 		}
 	}

@@ -39,8 +39,9 @@
 #                                                      the clean rate (-stuck-tuned: tuned values)
 #   scripts/bench.sh -runs whole6 -whole-runs all      every whole-run drain on 6 partitions only
 #   scripts/bench.sh -runs raw,shipped,tuned           no whole-run drains (no Telegraf needed)
-#   scripts/bench.sh -runs whole6,whole48 -devices 5000 -whole-more-runs shipped,high-volume
-#                                                      the scale check: 48 partitions, 5,000 devices
+#   scripts/bench.sh -runs whole6,whole48 -whole-more-devices 5000 -whole-more-runs shipped,high-volume
+#                                                      the scale check: 48 partitions and 5,000
+#                                                      devices against the 6-partition runs
 #   scripts/bench.sh -runs whole6 -whole-runs shipped,shipped@base -whole-base-bin /tmp/ingestor-main
 #                                                      a change against its base build, in one run
 #   go run ./cmd/dev/ingestor-bench -h                 every flag

@@ -40,6 +40,8 @@ type wholeOptions struct {
 	logLevel       string
 	// baseBin is another ingestor binary (an earlier commit's) for the NAME@base runs.
 	baseBin string
+	// moreDevices is the distinct devices of the backlogs after the first partition count (0: -devices).
+	moreDevices int
 	// rounds is how many times each ingestor configuration runs (the raw runs and Telegraf once).
 	rounds int
 }
@@ -69,6 +71,7 @@ func registerWholeFlags(w *wholeOptions) {
 	flag.StringVar(&w.telegrafConf, "telegraf-config", "bench/telegraf/telegraf.conf", "Telegraf's configuration for the telegraf run")
 	flag.StringVar(&w.starlark, "telegraf-mapping", "bench/telegraf/mapping.star", "the Starlark mapping telegraf.conf loads")
 	flag.StringVar(&w.baseBin, "whole-base-bin", "", "an earlier build of the ingestor for the runs named NAME@base in -whole-runs (shipped@base, high-volume@base, batch500@base ...): the same configuration with that binary, in the same run, so a change is measured against its base")
+	flag.IntVar(&w.moreDevices, "whole-more-devices", 0, "distinct devices of the whole-run backlogs on the partition counts after the first (whole6,whole48 -whole-more-devices 5000: 48 partitions and 5,000 devices against 6 partitions and -devices); 0: -devices")
 	flag.IntVar(&w.rounds, "whole-rounds", 1, "times each ingestor configuration of the whole-run drains runs, one round after the other; in every second round a configuration's @base run goes first; the summary adds each configuration's median: the run-to-run spread, in one invocation")
 	flag.StringVar(&w.logLevel, "whole-log-level", "", "LOG_LEVEL of the ingestor in the whole-run drains (empty: the pipeline's default); DEBUG/TRACE show what start-up does, and cost time")
 }
@@ -267,8 +270,12 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			names = moreNames
 		}
 		needLines := !rawDone && (contains(names, "raw5000") || contains(names, "raw100"))
+		devices := env.o.devices
+		if pi > 0 && w.moreDevices > 0 {
+			devices = w.moreDevices
+		}
 		s := env.backlog
-		if s == nil || n != env.o.partitions || s.messages != w.backlog || needLines {
+		if s == nil || n != env.o.partitions || s.messages != w.backlog || needLines || devices != env.o.devices {
 			topic := fmt.Sprintf("bench_whole_%d", n)
 			if _, err := env.adm.CreateTopic(ctx, int32(n), 1, nil, topic); err != nil {
 				return fmt.Errorf("creating %s with %d partitions: %w", topic, n, err)
@@ -278,11 +285,11 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			if !needLines {
 				m = nil
 			}
-			if s, err = preload(ctx, env.brokers, topic, w.backlog, 0, env.o.seed+2, env.o.devices, m); err != nil {
+			if s, err = preload(ctx, env.brokers, topic, w.backlog, 0, env.o.seed+2, devices, m); err != nil {
 				return err
 			}
-			fmt.Printf("== whole-run drains, %d partitions: pre-loaded %s: %d messages (%.1f MB, %d points, %d field values) in %v\n",
-				n, topic, s.messages, float64(s.bytes)/1e6, s.stored, s.values, time.Since(t).Round(time.Millisecond))
+			fmt.Printf("== whole-run drains, %d partitions: pre-loaded %s: %d messages from %d devices (%.1f MB, %d points, %d field values) in %v\n",
+				n, topic, s.messages, devices, float64(s.bytes)/1e6, s.stored, s.values, time.Since(t).Round(time.Millisecond))
 		} else {
 			fmt.Printf("== whole-run drains, %d partitions: the backlog topic %s (%d messages, %d points, %d field values)\n",
 				n, s.topic, s.messages, s.stored, s.values)

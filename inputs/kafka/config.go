@@ -37,6 +37,7 @@ type inputConfig struct {
 
 	limit        int   // checkpoint_limit
 	limitBytes   int64 // partition_buffer_bytes
+	bufferBytes  int64 // buffer_bytes
 	commitPeriod time.Duration
 	lagPeriod    time.Duration
 	drainWait    time.Duration // how long a revoke waits for in-flight batches: rebalance_timeout / 3
@@ -100,6 +101,9 @@ func parseConfig(conf *service.ParsedConfig) (inputConfig, error) {
 		return c, fmt.Errorf("field %s: must be at least 1, got %d", fieldCheckpointLimit, c.limit)
 	}
 	if c.limitBytes, err = byteSize(conf, fieldPartitionBuffer, 1<<40, "4MiB"); err != nil {
+		return c, err
+	}
+	if c.bufferBytes, err = byteSize(conf, fieldBufferBytes, 1<<40, "64MiB"); err != nil {
 		return c, err
 	}
 	if c.batchPolicy, err = batchpolicy.Field(conf, fieldBatching); err != nil {

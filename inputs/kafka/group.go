@@ -130,15 +130,51 @@ func (in *franzInput) waitForRoom() bool {
 	return true
 }
 
+// full tells whether the poll loop must wait: a partition at its own limits (and not held
+// back), or all of them together at buffer_bytes. At buffer_bytes no record arrives until a
+// batch is written, so every partition is woken to cut the batch it is filling: a batch waiting
+// for its count or period would hold the room that lets it fill, until the period or for ever.
 func (in *franzInput) full() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	full := false
 	for _, p := range in.parts {
 		if p.full() && !p.holdBack() {
-			return true
+			full = true
 		}
 	}
-	return false
+	held := in.bufferHeld()
+	if held >= in.bufferBytes {
+		// A partition behind a batch that keeps failing would fill the bound alone and stop
+		// the others for as long as it fails: at the input's bound as at its own, it is held
+		// back (paused) and no longer counts.
+		for _, p := range in.parts {
+			p.holdBack()
+		}
+		held = in.bufferHeld()
+	}
+	if held < in.bufferBytes {
+		in.atBuffer.Store(false)
+		return full
+	}
+	if !in.atBuffer.Swap(true) {
+		for _, p := range in.parts {
+			p.nudge()
+		}
+	}
+	return true
+}
+
+// bufferHeld is what counts against buffer_bytes: the bytes held by the partitions not held
+// back. Called with in.mu held.
+func (in *franzInput) bufferHeld() int64 {
+	var held int64
+	for _, p := range in.parts {
+		if !p.isHeldBack() {
+			held += p.heldBytes.Load()
+		}
+	}
+	return held
 }
 
 // Rejected is told by the nack replayer that a batch was rejected and is to be delivered

@@ -77,6 +77,9 @@ type franzInput struct {
 	mu    sync.Mutex
 	parts map[topicPartition]*partitionConsumer
 	room  chan struct{} // signalled when a partition drops below its limits or is dropped
+	// atBuffer is set while the partitions not held back hold buffer_bytes or more: the poll
+	// loop takes no fetch and the partitions cut the batches they are filling (see full).
+	atBuffer atomic.Bool
 
 	commitMu     sync.Mutex
 	reachable    atomic.Bool

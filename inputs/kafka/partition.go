@@ -2,10 +2,12 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -65,10 +67,21 @@ func (p *partitionConsumer) enqueue(recs []*kgo.Record) {
 	p.held.Add(int64(len(recs)))
 	p.heldBytes.Add(size)
 	p.mu.Unlock()
+	p.nudge()
+}
+
+// nudge wakes the partition's loop: to take queued records, or to cut its batch at buffer_bytes.
+func (p *partitionConsumer) nudge() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (p *partitionConsumer) isHeldBack() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.heldBack
 }
 
 // finish stops fetching a partition that has reached its end_timestamp
@@ -83,8 +96,9 @@ func (p *partitionConsumer) finish() {
 	p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 }
 
-// holdBack pauses a full partition whose commit is held by a batch that keeps failing or waits
-// downstream (checkpointer.stuck), and tells whether it is held back. Such a partition frees
+// holdBack pauses a partition, full or with the input at buffer_bytes, whose commit is held by
+// a batch that keeps failing or waits downstream (checkpointer.stuck), and tells whether it is
+// held back. Such a partition frees
 // no room until that batch is accepted, however long that takes (an error topic that refuses it), so it must not stop the others at
 // the gate; paused, it takes no more records meanwhile, which keeps its memory bounded. Only
 // this case pauses: for ordinary back pressure pausing halves the rate (see pollLoop).
@@ -101,8 +115,21 @@ func (p *partitionConsumer) holdBack() bool {
 	if !p.finished {
 		p.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
 	}
-	p.in.log.Warnf("kafka_franz: topic %q partition %d holds checkpoint_limit (%d) records behind a batch that is being retried or has waited downstream for %v; fetching of the partition is paused until that batch is done, the other partitions go on", p.topic, p.partition, p.in.limit, stuckAfter)
+	p.in.log.Warnf("kafka_franz: topic %q partition %d holds %s behind a batch that is being retried or has waited downstream for %v; fetching of the partition is paused until that batch is done, the other partitions go on", p.topic, p.partition, p.holding(), stuckAfter)
 	return true
+}
+
+// holding says what the partition holds, by the bound it has reached.
+func (p *partitionConsumer) holding() string {
+	n, size := p.held.Load(), p.heldBytes.Load()
+	switch {
+	case n >= int64(p.in.limit):
+		return fmt.Sprintf("checkpoint_limit (%d) records", p.in.limit)
+	case size >= p.in.limitBytes:
+		return fmt.Sprintf("partition_buffer_bytes (%s) of records", humanize.IBytes(uint64(p.in.limitBytes)))
+	default:
+		return fmt.Sprintf("%d records (%s) while the input holds buffer_bytes (%s)", n, humanize.IBytes(uint64(size)), humanize.IBytes(uint64(p.in.bufferBytes)))
+	}
 }
 
 // resumeIfFreed resumes a held-back partition once it is no longer full behind a rejected
@@ -175,6 +202,9 @@ func (p *partitionConsumer) run() {
 		}
 		recs := p.take()
 		if len(recs) == 0 {
+			if len(raw) > 0 && p.in.atBuffer.Load() && !flush() {
+				return
+			}
 			continue
 		}
 		if p.batcher == nil {
@@ -203,6 +233,10 @@ func (p *partitionConsumer) run() {
 					return
 				}
 			}
+		}
+		// The input holds buffer_bytes: no record arrives until a batch is written (full).
+		if len(raw) > 0 && p.in.atBuffer.Load() && !flush() {
+			return
 		}
 	}
 }
@@ -236,7 +270,7 @@ func (p *partitionConsumer) release(cp *checkpoint) {
 	wasFull := p.full()
 	p.held.Add(-int64(freed))
 	p.heldBytes.Add(-freedBytes)
-	if wasFull && !p.full() {
+	if (wasFull && !p.full()) || p.in.atBuffer.Load() {
 		p.in.signalRoom()
 	}
 	p.resumeIfFreed()

@@ -14,14 +14,21 @@ import (
 // held partition takes no more than about checkpoint_limit records meanwhile, and once the
 // message passes the partition resumes and completes. Before, the replayer slept its back-off
 // inside ReadBatch (no partition was read meanwhile) and the input stopped fetching every
-// partition once the held one reached checkpoint_limit.
+// partition once the held one reached checkpoint_limit. The same holds when the bound reached
+// is the input-wide buffer_bytes: the stuck partition would otherwise fill it alone, and stop
+// every partition for as long as the message fails.
 func TestKafkaFranzInputStuckMessageHoldsBackOnlyItsPartition(t *testing.T) {
+	// About 30 records: each is ~28 bytes (key, value, header).
+	t.Run("checkpoint_limit", func(t *testing.T) { testStuckHoldsBack(t, "checkpoint_limit: 30") })
+	t.Run("buffer_bytes", func(t *testing.T) { testStuckHoldsBack(t, "checkpoint_limit: 100000\n  buffer_bytes: 840B") })
+}
+
+func testStuckHoldsBack(t *testing.T, bound string) {
 	const (
 		topic   = "stuck"
 		parts   = 6
 		perPart = 300
 		poison  = 3 // offset in partition 0 that is rejected until released
-		limit   = 30
 		group   = "g-stuck"
 	)
 	b := startBroker(t, devbroker.Options{Topics: []string{topic}, Partitions: parts})
@@ -57,12 +64,12 @@ func TestKafkaFranzInputStuckMessageHoldsBackOnlyItsPartition(t *testing.T) {
 		return nil
 	}
 	stop := runStream(t, inputYAML(b.SeedBrokers(), topic, group, fmt.Sprintf(`
-  checkpoint_limit: %d
+  %s
   fetch_max_partition_bytes: 512B
   batching:
     count: 5
     period: 50ms
-`, limit)), &c)
+`, bound)), &c)
 
 	delivered := func() map[int]int {
 		out := map[int]int{}
@@ -89,10 +96,10 @@ func TestKafkaFranzInputStuckMessageHoldsBackOnlyItsPartition(t *testing.T) {
 		t.Fatalf("partition 0 committed to %d, past offset %d which was never accepted", off, poison)
 	}
 	t.Logf("partition 0 delivered %d of %d records while stuck", delivered()[0], perPart)
-	// Held back on its own: the stuck partition took about checkpoint_limit records (plus a
-	// fetch or two in flight), far from its end.
+	// Held back on its own: the stuck partition took about 30 records (plus a fetch or two in
+	// flight), far from its end.
 	if got := delivered()[0]; got > perPart/2 {
-		t.Errorf("partition 0 delivered %d of %d records while stuck: it was not held back (checkpoint_limit %d)", got, perPart, limit)
+		t.Errorf("partition 0 delivered %d of %d records while stuck: it was not held back (%s)", got, perPart, bound)
 	}
 	mu.Lock()
 	tries := len(rejections)

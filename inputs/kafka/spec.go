@@ -26,6 +26,7 @@ const (
 	fieldHeartbeatInterval   = "heartbeat_interval"
 	fieldCheckpointLimit     = "checkpoint_limit"
 	fieldPartitionBuffer     = "partition_buffer_bytes"
+	fieldBufferBytes         = "buffer_bytes"
 	fieldCommitPeriod        = "commit_period"
 	fieldLagRefreshPeriod    = "topic_lag_refresh_period"
 	fieldFetchMinBytes       = "fetch_min_bytes"
@@ -221,6 +222,11 @@ Without a consumer group nothing is reported.
 				Default("4MiB").
 				Example("16MiB").
 				Advanced(),
+			service.NewStringField(fieldBufferBytes).
+				Description("Maximum bytes of records (values, keys and headers) held between fetch and commit across all the input's partitions, so that what the input holds does not grow with the partition count: `"+fieldCheckpointLimit+"` and `"+fieldPartitionBuffer+"` bound each partition, and 48 partitions at `"+fieldCheckpointLimit+"` 1024 would hold 49,152 readings. At the bound the input takes no fetch and cuts the batches its partitions are filling, whatever the batching policy asks, so that they are written and make room. One fetch (`"+fieldFetchMaxBytes+"`) may cross it, and a partition held back behind a batch that keeps failing does not count (it is paused, within its own bound, so that it cannot stop the others). The default holds the 1024 readings of ~400 bytes of up to 20 partitions.").
+				Default("8MiB").
+				Example("64MiB").
+				Advanced(),
 			service.NewDurationField(fieldCommitPeriod).
 				Description("How often acknowledged offsets are committed. Offsets are also committed when partitions are revoked and at shutdown.").
 				Default("5s").
@@ -273,7 +279,7 @@ Without a consumer group nothing is reported.
 			`if (this.topics == null || this.topics.length() == 0) && (this.regexp_topics_include == null || this.regexp_topics_include.length() == 0) { "at least one of topics or regexp_topics_include must be set" } else if (this.end_timestamp | "") != "" && (this.regexp_topics_include | []).length() > 0 { "end_timestamp needs topics listed in topics, not regexp_topics_include" }`},
 			speclint.Durations(fieldFetchMaxWait, fieldSessionTimeout, fieldRebalanceTimeout, fieldHeartbeatInterval,
 				fieldCommitPeriod, fieldLagRefreshPeriod, fieldTimelyNacks)...),
-			append(append(speclint.Batching(fieldBatching), speclint.Positive(fieldCheckpointLimit)...), speclint.PositiveBytes(fieldPartitionBuffer)...)...),
+			append(append(speclint.Batching(fieldBatching), speclint.Positive(fieldCheckpointLimit)...), speclint.PositiveBytes(fieldPartitionBuffer, fieldBufferBytes)...)...),
 			kafkaclient.TuningLint()...)...)).
 		Example("Consume the validated readings", "Joins the ingestor's group and hands on batches of up to 100 records per partition, or what arrived within 5 seconds.", `
 input:

@@ -30,6 +30,7 @@ func TestComponentsLintValuesTheSchemaLetsThrough(t *testing.T) {
 		{"input tcp duration", input("    tcp: { tcp_user_timeout: '30' }\n"), `field tcp.tcp_user_timeout: "30" is not a duration`},
 		{"input zero checkpoint limit", input("    checkpoint_limit: 0\n"), "field checkpoint_limit: must be more than 0"},
 		{"input zero partition buffer", input("    partition_buffer_bytes: 0B\n"), "field partition_buffer_bytes: 0B is not a byte size of more than 0"},
+		{"input zero buffer bytes", input("    buffer_bytes: 0B\n"), "field buffer_bytes: 0B is not a byte size of more than 0"},
 		{"influx clean", influx(""), ""},
 		{"influx url without scheme", strings.Replace(influx(""), "http://influxdb:8086", "influxdb:8086", 1), "url must start with http:// or https://"},
 		{"influx retry without unit", influx("    retry: { max_interval: 30 }\n"), `field retry.max_interval: "30" is not a duration`},

@@ -40,6 +40,9 @@ type wholeOptions struct {
 	logLevel       string
 	// baseBin is another ingestor binary (an earlier commit's) for the NAME@base runs.
 	baseBin string
+	// baseEnv is another high-volume env file for the NAME@base runs: a change of its values
+	// measured against the shipped file, in one run.
+	baseEnv string
 	// moreDevices is the distinct devices of the backlogs after the first partition count (0: -devices).
 	moreDevices int
 	// rounds is how many times each ingestor configuration runs (the raw runs and Telegraf once).
@@ -71,6 +74,7 @@ func registerWholeFlags(w *wholeOptions) {
 	flag.StringVar(&w.telegrafConf, "telegraf-config", "bench/telegraf/telegraf.conf", "Telegraf's configuration for the telegraf run")
 	flag.StringVar(&w.starlark, "telegraf-mapping", "bench/telegraf/mapping.star", "the Starlark mapping telegraf.conf loads")
 	flag.StringVar(&w.baseBin, "whole-base-bin", "", "an earlier build of the ingestor for the runs named NAME@base in -whole-runs (shipped@base, high-volume@base, batch500@base ...): the same configuration with that binary, in the same run, so a change is measured against its base")
+	flag.StringVar(&w.baseEnv, "whole-base-env", "", "another env file for the runs named NAME@base in -whole-runs, in place of -tuned-env (high-volume@base): a change of the high-volume values measured against the shipped ones in one run; with -whole-base-bin too, both differ")
 	flag.IntVar(&w.moreDevices, "whole-more-devices", 0, "distinct devices of the whole-run backlogs on the partition counts after the first (whole6,whole48 -whole-more-devices 5000: 48 partitions and 5,000 devices against 6 partitions and -devices); 0: -devices")
 	flag.IntVar(&w.rounds, "whole-rounds", 1, "times each ingestor configuration of the whole-run drains runs, one round after the other; in every second round a configuration's @base run goes first; the summary adds each configuration's median: the run-to-run spread, in one invocation")
 	flag.StringVar(&w.logLevel, "whole-log-level", "", "LOG_LEVEL of the ingestor in the whole-run drains (empty: the pipeline's default); DEBUG/TRACE show what start-up does, and cost time")
@@ -423,12 +427,18 @@ func wholeProcess(env wholeEnv, w wholeOptions, name string, s *stream, db strin
 	vars := map[string]string{}
 	var args []string
 	bin := o.bin
+	tunedEnv := env.tunedEnv
 	name, base := strings.CutSuffix(name, baseSuffix)
 	if base {
-		if w.baseBin == "" {
-			return p, fmt.Errorf("-whole-runs %s%s needs -whole-base-bin", name, baseSuffix)
+		if w.baseBin == "" && w.baseEnv == "" {
+			return p, fmt.Errorf("-whole-runs %s%s needs -whole-base-bin or -whole-base-env", name, baseSuffix)
 		}
-		bin = w.baseBin
+		if w.baseBin != "" {
+			bin = w.baseBin
+		}
+		if w.baseEnv != "" {
+			tunedEnv = w.baseEnv
+		}
 	}
 	switch {
 	case name == "telegraf":
@@ -465,8 +475,8 @@ func wholeProcess(env wholeEnv, w wholeOptions, name string, s *stream, db strin
 		case name == "shipped":
 			p.describe = "the ingestor, " + filepath.Base(o.shippedConf) + " as shipped"
 		case name == "high-volume":
-			args = append(args, "-e", env.tunedEnv)
-			p.describe = "the ingestor, " + filepath.Base(o.shippedConf) + " -e " + filepath.Base(env.tunedEnv)
+			args = append(args, "-e", tunedEnv)
+			p.describe = "the ingestor, " + filepath.Base(o.shippedConf) + " -e " + filepath.Base(tunedEnv)
 		case strings.HasPrefix(name, "batch"):
 			vars["INFLUXDB_BATCH_SIZE"] = strings.TrimPrefix(name, "batch")
 			p.describe = "the ingestor, " + filepath.Base(o.shippedConf) + " with INFLUXDB_BATCH_SIZE=" + vars["INFLUXDB_BATCH_SIZE"] + " and nothing else changed"

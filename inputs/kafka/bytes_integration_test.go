@@ -59,29 +59,14 @@ func TestKafkaFranzInputPartitionBufferBytes(t *testing.T) {
     period: 1h
 `, bound))
 
-	type held struct {
-		batch service.MessageBatch
-		ack   service.AckFunc
-	}
-	read := func(wait time.Duration) (held, bool) {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		batch, ack, err := in.ReadBatch(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			return held{}, false
-		}
-		if err != nil {
-			t.Fatalf("reading a batch: %v", err)
-		}
-		return held{batch, ack}, true
-	}
+	read := func(wait time.Duration) (heldBatch, bool) { return readBatch(t, in, wait) }
 	partitionOf := func(m *service.Message) int {
 		v, _ := m.MetaGetMut(meta.KafkaPartition)
 		return v.(int)
 	}
 
 	// Nothing acknowledged: read until the input hands on nothing more for 3 s.
-	var unacked []held
+	var unacked []heldBatch
 	perPartition := map[int]int{}
 	for {
 		h, ok := read(3 * time.Second)
@@ -105,7 +90,7 @@ func TestKafkaFranzInputPartitionBufferBytes(t *testing.T) {
 		delivered = map[int]int{}
 		hugeAlone bool
 	)
-	count := func(h held) {
+	count := func(h heldBatch) {
 		for _, m := range h.batch {
 			delivered[partitionOf(m)]++
 			if b, _ := m.AsBytes(); len(b) == huge {
@@ -144,8 +129,9 @@ func TestKafkaFranzInputPartitionBufferBytes(t *testing.T) {
 // acknowledges at first: the input must stop at about four readings in all (the bound, crossed
 // by the last fetch of at most fetch_max_bytes). The batching policy asks for 1,000 records or
 // 5 seconds, so the input must also cut the batches it holds when it stops at the bound:
-// otherwise nothing would be handed on before the period, and without a period never. Then everything is acknowledged: every reading arrives (the tail of
-// each partition with the period) and the group commits every partition to its end.
+// otherwise nothing would be handed on before the period, and without a period never. Then
+// everything is acknowledged: every reading arrives (the tail of each partition with the
+// period) and the group commits every partition to its end.
 func TestKafkaFranzInputBufferBytes(t *testing.T) {
 	const (
 		topic    = "buffered-readings"
@@ -180,27 +166,12 @@ func TestKafkaFranzInputBufferBytes(t *testing.T) {
     period: 5s
 `, bound, maxFetch, maxFetch))
 
-	type held struct {
-		batch service.MessageBatch
-		ack   service.AckFunc
-	}
-	read := func(wait time.Duration) (held, bool) {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		batch, ack, err := in.ReadBatch(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			return held{}, false
-		}
-		if err != nil {
-			t.Fatalf("reading a batch: %v", err)
-		}
-		return held{batch, ack}, true
-	}
+	read := func(wait time.Duration) (heldBatch, bool) { return readBatch(t, in, wait) }
 
 	// Read until nothing more comes for longer than the period (without the bound the period
 	// would hand on every reading by then), and not as long as stuckAfter: batches unacknowledged
 	// that long count as stuck, and their partitions as held back (see holdBack).
-	var unacked []held
+	var unacked []heldBatch
 	n := 0
 	started := time.Now()
 	var first time.Duration
@@ -226,7 +197,7 @@ func TestKafkaFranzInputBufferBytes(t *testing.T) {
 	}
 
 	delivered := 0
-	ack := func(h held) {
+	ack := func(h heldBatch) {
 		delivered += len(h.batch)
 		if err := h.ack(context.Background(), nil); err != nil {
 			t.Fatal(err)
@@ -254,4 +225,25 @@ func TestKafkaFranzInputBufferBytes(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// heldBatch is a batch read from the input and not yet acknowledged.
+type heldBatch struct {
+	batch service.MessageBatch
+	ack   service.AckFunc
+}
+
+// readBatch reads the input's next batch; false when none comes within wait.
+func readBatch(t *testing.T, in *franzInput, wait time.Duration) (heldBatch, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	batch, ack, err := in.ReadBatch(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return heldBatch{}, false
+	}
+	if err != nil {
+		t.Fatalf("reading a batch: %v", err)
+	}
+	return heldBatch{batch, ack}, true
 }

@@ -98,10 +98,10 @@ func (p *partitionConsumer) finish() {
 
 // holdBack pauses a partition, full or with the input at buffer_bytes, whose commit is held by
 // a batch that keeps failing or waits downstream (checkpointer.stuck), and tells whether it is
-// held back. Such a partition frees
-// no room until that batch is accepted, however long that takes (an error topic that refuses it), so it must not stop the others at
-// the gate; paused, it takes no more records meanwhile, which keeps its memory bounded. Only
-// this case pauses: for ordinary back pressure pausing halves the rate (see pollLoop).
+// held back. Such a partition frees no room until that batch is accepted, however long that
+// takes (an error topic that refuses it), so it must not stop the others at the gate; paused,
+// it takes no more records meanwhile, which keeps its memory bounded. Only this case pauses:
+// for ordinary back pressure pausing halves the rate (see pollLoop).
 func (p *partitionConsumer) holdBack() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -201,13 +201,10 @@ func (p *partitionConsumer) run() {
 		case <-p.wake:
 		}
 		recs := p.take()
-		if len(recs) == 0 {
-			if len(raw) > 0 && p.in.atBuffer.Load() && !flush() {
-				return
-			}
-			continue
-		}
 		if p.batcher == nil {
+			if len(recs) == 0 {
+				continue
+			}
 			batch := make(service.MessageBatch, len(recs))
 			var size int64
 			for i, r := range recs {
@@ -234,7 +231,8 @@ func (p *partitionConsumer) run() {
 				}
 			}
 		}
-		// The input holds buffer_bytes: no record arrives until a batch is written (full).
+		// The input holds buffer_bytes: no record arrives until a batch is written (full). A
+		// wake with no records is the input telling the partition so.
 		if len(raw) > 0 && p.in.atBuffer.Load() && !flush() {
 			return
 		}

@@ -105,8 +105,15 @@ func runCapturedStream(t *testing.T, inputYAML string, consume service.MessageBa
 // holds checkpoint_limit records per partition and fetches no more, yet the lag of each
 // partition must be everything not committed (here all of it), the idle partition must be
 // reported too (at 0), and the stalled seconds of the partitions with lag must rise. Once the
-// output moves, lag and stall go back to 0.
+// output moves, lag and stall go back to 0. The same when what stops the input is buffer_bytes
+// across the partitions rather than each partition's checkpoint_limit.
 func TestKafkaFranzInputLagDuringStall(t *testing.T) {
+	t.Run("checkpoint_limit", func(t *testing.T) { testLagDuringStall(t, "checkpoint_limit: 20") })
+	// About 20 records in all: each is ~28 bytes (key, value, header).
+	t.Run("buffer_bytes", func(t *testing.T) { testLagDuringStall(t, "checkpoint_limit: 100000\n  buffer_bytes: 560B") })
+}
+
+func testLagDuringStall(t *testing.T, bound string) {
 	const (
 		topic   = "lag-stall"
 		group   = "g-lag-stall"
@@ -122,7 +129,7 @@ func TestKafkaFranzInputLagDuringStall(t *testing.T) {
 		got int
 	)
 	capture := runCapturedStream(t, inputYAML(b.SeedBrokers(), topic, group, `
-  checkpoint_limit: 20
+  `+bound+`
   topic_lag_refresh_period: 100ms
   batching:
     count: 5
@@ -152,8 +159,8 @@ func TestKafkaFranzInputLagDuringStall(t *testing.T) {
 	if s2, ok := capture.get(metricStalled, topic, "2"); !ok || s2 != 0 {
 		t.Errorf("idle partition: stalled %d (reported %v), want 0: it has no lag", s2, ok)
 	}
-	// Lag is measured from the commit, not from what was fetched: the input holds at most 20
-	// records per partition plus one fetch, which must not lower it.
+	// Lag is measured from the commit, not from what was fetched: the input holds at most about
+	// 20 records per partition (or in all) plus one fetch, which must not lower it.
 	for p, want := range map[string]int64{"0": perPart, "1": perPart} {
 		if l, _ := capture.get(metricLag, topic, p); l != want {
 			t.Errorf("partition %s: lag %d with nothing committed, want %d", p, l, want)

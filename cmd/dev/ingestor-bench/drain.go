@@ -10,12 +10,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,11 +103,18 @@ type wholeResult struct {
 	// first to the first one. For an incomplete run took is when it was given up.
 	took, first time.Duration
 	cpu         time.Duration // utime+stime of the process over took (0: not a process)
-	peakRSS     int64
-	stored      int64 // field values stored at the end
-	want        int64
-	incomplete  string // why the run did not complete; empty when it did
-	note        string
+	// influxCPU is InfluxDB's utime+stime over the run, writes the write requests it answered:
+	// on two shared cores the rate is set by both processes' CPU per message.
+	influxCPU  time.Duration
+	benchCPU   time.Duration // this process's: the embedded broker (and the raw posts)
+	writes     int64
+	points     int64       // points of the backlog
+	server     influxStats // InfluxDB's use at the end of the run, before the values are counted
+	peakRSS    int64
+	stored     int64 // field values stored at the end
+	want       int64
+	incomplete string // why the run did not complete; empty when it did
+	note       string
 }
 
 func (r wholeResult) rate() float64 {
@@ -320,6 +329,10 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			}
 			db := fmt.Sprintf("whole_%d_%d", n, ri)
 			var r wholeResult
+			server0, err := influxUse(env.influx)
+			if err != nil {
+				return err
+			}
 			if raw {
 				batch, _ := strconv.Atoi(strings.TrimPrefix(name, "raw"))
 				fmt.Printf("== whole %d: %s: pre-encoded line protocol, batch %d, %d posts at once\n", n, name, batch, w.rawConcurrency)
@@ -329,6 +342,9 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 				}
 				r = wholeResult{name: fmt.Sprintf("%s x%d", name, w.rawConcurrency), batch: strconv.Itoa(batch), took: rr.took,
 					stored: int64(s.values), want: int64(s.values)}
+				if r.server, err = influxUse(env.influx); err != nil {
+					return err
+				}
 				// A 204 means stored; the count confirms it.
 				if got, err := fieldValueCount(env.influx, db); err != nil {
 					return err
@@ -346,7 +362,9 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 					return err
 				}
 			}
-			r.partitions, r.messages = n, s.messages
+			r.influxCPU, r.writes = r.server.cpu-server0.cpu, r.server.writes-server0.writes
+			r.benchCPU = r.server.bench - server0.bench
+			r.partitions, r.messages, r.points = n, s.messages, int64(s.stored)
 			if r.batch == "" {
 				r.batch = wholeBatch(name, env.o)
 			}
@@ -547,6 +565,7 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, wantPo
 	finish := func(reason string) {
 		res.took = time.Since(started)
 		res.cpu, _ = procCPU(pid)
+		res.server, _ = influxUse(influx)
 		res.peakRSS, _ = procHWM(pid)
 		res.incomplete = reason
 	}
@@ -655,6 +674,12 @@ func printWhole(r wholeResult) {
 		r.rate(), r.took.Round(time.Millisecond), r.first.Round(time.Millisecond), r.afterFirst(), status)
 	if r.cpu > 0 {
 		fmt.Printf("  %.1f CPU s per million, peak RSS %.0f MB\n", r.cpuPerMillion(), float64(r.peakRSS)/(1<<20))
+	}
+	if r.writes > 0 && r.share() > 0 {
+		perM := func(d time.Duration) float64 { return d.Seconds() / (float64(r.messages) * r.share()) * 1e6 }
+		fmt.Printf("  InfluxDB: %.1f CPU s per million, %d write requests (%.0f points each); the bench (broker): %.1f CPU s per million; all three: %.0f%% of %d cores\n",
+			perM(r.influxCPU), r.writes, float64(r.points)*r.share()/float64(r.writes), perM(r.benchCPU),
+			(r.cpu+r.influxCPU+r.benchCPU).Seconds()/r.took.Seconds()/float64(runtime.NumCPU())*100, runtime.NumCPU())
 	}
 	if r.note != "" {
 		fmt.Printf("  MISMATCH: %s\n", r.note)
@@ -824,4 +849,43 @@ func (e *elapsedWriter) mark(format string, args ...any) {
 		line = "\n" + line
 	}
 	_, _ = e.Write([]byte(line))
+}
+
+// influxStats is what InfluxDB has used so far: its CPU and the write requests it answered.
+type influxStats struct {
+	cpu    time.Duration
+	writes int64
+	// bench is this process's CPU: the embedded broker serving the fetches, and the polling.
+	bench time.Duration
+}
+
+func influxUse(s *influxServer) (influxStats, error) {
+	var st influxStats
+	cpu, err := procCPU(s.pid())
+	if err != nil {
+		return st, fmt.Errorf("InfluxDB's CPU time: %w", err)
+	}
+	st.cpu = cpu
+	if st.bench, err = procCPU(os.Getpid()); err != nil {
+		return st, fmt.Errorf("the bench's CPU time: %w", err)
+	}
+	ss, err := querySeries(s, "", "SHOW STATS FOR 'httpd'")
+	if err != nil {
+		return st, err
+	}
+	for _, se := range ss {
+		col := slices.Index(se.Columns, "writeReq")
+		if col < 0 {
+			return st, fmt.Errorf("InfluxDB's httpd statistics have no writeReq column: %v", se.Columns)
+		}
+		for _, row := range se.Values {
+			if col < len(row) {
+				if num, ok := row[col].(json.Number); ok {
+					n, _ := num.Int64()
+					st.writes += n
+				}
+			}
+		}
+	}
+	return st, nil
 }

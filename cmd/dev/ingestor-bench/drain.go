@@ -366,7 +366,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			r.benchCPU = r.server.bench - server0.bench
 			r.partitions, r.messages, r.points = n, s.messages, int64(s.stored)
 			if r.batch == "" {
-				r.batch = wholeBatch(name, env.o)
+				r.batch = wholeBatch(name, env.o, w.baseEnv)
 			}
 			printWhole(r)
 			results = append(results, r)
@@ -411,9 +411,15 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// wholeBatch is the points per write of a configuration, for the table.
-func wholeBatch(name string, o options) string {
-	name = strings.TrimSuffix(name, baseSuffix)
+// wholeBatch is the points per write of a configuration, for the table: a high-volume@base run
+// with -whole-base-env takes that file's INFLUXDB_BATCH_SIZE.
+func wholeBatch(name string, o options, baseEnv string) string {
+	name, base := strings.CutSuffix(name, baseSuffix)
+	if base && name == "high-volume" && baseEnv != "" {
+		if env, err := loadEnvFile(baseEnv); err == nil && env["INFLUXDB_BATCH_SIZE"] != "" {
+			return env["INFLUXDB_BATCH_SIZE"]
+		}
+	}
 	switch {
 	case name == "telegraf":
 		return "5000"

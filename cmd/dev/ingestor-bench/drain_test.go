@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -119,6 +120,26 @@ func TestElapsedWriterPrefixesEachLine(t *testing.T) {
 		prefix, rest, ok := strings.Cut(l, "s ")
 		if !ok || !strings.HasPrefix(prefix, "+0") || rest != want[i] {
 			t.Errorf("line %d = %q, want +0.00Xs %s", i, l, want[i])
+		}
+	}
+}
+
+// A high-volume@base run with another env file writes that file's batch, not the profile's.
+func TestWholeBatchOfBaseEnv(t *testing.T) {
+	o := options{shippedBatch: 100, tunedBatch: 5000}
+	env := t.TempDir() + "/old.env"
+	if err := os.WriteFile(env, []byte("# the old profile\nINFLUXDB_BATCH_SIZE=500\nGOGC=400\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, baseEnv, want string }{
+		{"high-volume", env, "5000"},
+		{"high-volume@base", env, "500"},
+		{"high-volume@base", "", "5000"},
+		{"shipped@base", env, "100"},
+		{"batch1000", env, "1000"},
+	} {
+		if got := wholeBatch(tc.name, o, tc.baseEnv); got != tc.want {
+			t.Errorf("wholeBatch(%s, base env %q) = %s, want %s", tc.name, tc.baseEnv, got, tc.want)
 		}
 	}
 }

@@ -103,13 +103,11 @@ type wholeResult struct {
 	// first to the first one. For an incomplete run took is when it was given up.
 	took, first time.Duration
 	cpu         time.Duration // utime+stime of the process over took (0: not a process)
-	// influxCPU is InfluxDB's utime+stime over the run, writes the write requests it answered:
-	// on two shared cores the rate is set by both processes' CPU per message.
-	influxCPU  time.Duration
-	benchCPU   time.Duration // this process's: the embedded broker (and the raw posts)
-	writes     int64
-	points     int64       // points of the backlog
-	server     influxStats // InfluxDB's use at the end of the run, before the values are counted
+	// used is what InfluxDB and the bench used over the run (end minus start): on two shared
+	// cores the rate is set by every process's CPU per message. end is taken when the run ends,
+	// before the values are counted.
+	used, end  usage
+	points     int64 // points of the backlog
 	peakRSS    int64
 	stored     int64 // field values stored at the end
 	want       int64
@@ -329,7 +327,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 			}
 			db := fmt.Sprintf("whole_%d_%d", n, ri)
 			var r wholeResult
-			server0, err := influxUse(env.influx)
+			start, err := usageOf(env.influx)
 			if err != nil {
 				return err
 			}
@@ -342,7 +340,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 				}
 				r = wholeResult{name: fmt.Sprintf("%s x%d", name, w.rawConcurrency), batch: strconv.Itoa(batch), took: rr.took,
 					stored: int64(s.values), want: int64(s.values)}
-				if r.server, err = influxUse(env.influx); err != nil {
+				if r.end, err = usageOf(env.influx); err != nil {
 					return err
 				}
 				// A 204 means stored; the count confirms it.
@@ -362,8 +360,7 @@ func runWholeDrains(ctx context.Context, env wholeEnv) error {
 					return err
 				}
 			}
-			r.influxCPU, r.writes = r.server.cpu-server0.cpu, r.server.writes-server0.writes
-			r.benchCPU = r.server.bench - server0.bench
+			r.used = r.end.since(start)
 			r.partitions, r.messages, r.points = n, s.messages, int64(s.stored)
 			if r.batch == "" {
 				r.batch = wholeBatch(name, env.o, w.baseEnv)
@@ -571,7 +568,7 @@ func measureWhole(ctx context.Context, influx *influxServer, p wholeProc, wantPo
 	finish := func(reason string) {
 		res.took = time.Since(started)
 		res.cpu, _ = procCPU(pid)
-		res.server, _ = influxUse(influx)
+		res.end, _ = usageOf(influx)
 		res.peakRSS, _ = procHWM(pid)
 		res.incomplete = reason
 	}
@@ -681,11 +678,11 @@ func printWhole(r wholeResult) {
 	if r.cpu > 0 {
 		fmt.Printf("  %.1f CPU s per million, peak RSS %.0f MB\n", r.cpuPerMillion(), float64(r.peakRSS)/(1<<20))
 	}
-	if r.writes > 0 && r.share() > 0 {
+	if r.used.writes > 0 && r.share() > 0 {
 		perM := func(d time.Duration) float64 { return d.Seconds() / (float64(r.messages) * r.share()) * 1e6 }
 		fmt.Printf("  InfluxDB: %.1f CPU s per million, %d write requests (%.0f points each); the bench (broker): %.1f CPU s per million; all three: %.0f%% of %d cores\n",
-			perM(r.influxCPU), r.writes, float64(r.points)*r.share()/float64(r.writes), perM(r.benchCPU),
-			(r.cpu+r.influxCPU+r.benchCPU).Seconds()/r.took.Seconds()/float64(runtime.NumCPU())*100, runtime.NumCPU())
+			perM(r.used.influxCPU), r.used.writes, float64(r.points)*r.share()/float64(r.used.writes), perM(r.used.benchCPU),
+			(r.cpu+r.used.influxCPU+r.used.benchCPU).Seconds()/r.took.Seconds()/float64(runtime.NumCPU())*100, runtime.NumCPU())
 	}
 	if r.note != "" {
 		fmt.Printf("  MISMATCH: %s\n", r.note)
@@ -857,22 +854,26 @@ func (e *elapsedWriter) mark(format string, args ...any) {
 	_, _ = e.Write([]byte(line))
 }
 
-// influxStats is what InfluxDB has used so far: its CPU and the write requests it answered.
-type influxStats struct {
-	cpu    time.Duration
-	writes int64
-	// bench is this process's CPU: the embedded broker serving the fetches, and the polling.
-	bench time.Duration
+// usage is what InfluxDB and the bench have used so far.
+type usage struct {
+	influxCPU time.Duration
+	writes    int64 // the write requests InfluxDB answered
+	// benchCPU is this process's: the embedded broker serving the fetches, the raw posts, the
+	// polling.
+	benchCPU time.Duration
 }
 
-func influxUse(s *influxServer) (influxStats, error) {
-	var st influxStats
-	cpu, err := procCPU(s.pid())
-	if err != nil {
+func (u usage) since(start usage) usage {
+	return usage{influxCPU: u.influxCPU - start.influxCPU, writes: u.writes - start.writes, benchCPU: u.benchCPU - start.benchCPU}
+}
+
+func usageOf(s *influxServer) (usage, error) {
+	var st usage
+	var err error
+	if st.influxCPU, err = procCPU(s.pid()); err != nil {
 		return st, fmt.Errorf("InfluxDB's CPU time: %w", err)
 	}
-	st.cpu = cpu
-	if st.bench, err = procCPU(os.Getpid()); err != nil {
+	if st.benchCPU, err = procCPU(os.Getpid()); err != nil {
 		return st, fmt.Errorf("the bench's CPU time: %w", err)
 	}
 	ss, err := querySeries(s, "", "SHOW STATS FOR 'httpd'")
